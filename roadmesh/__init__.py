@@ -1,0 +1,1 @@
+"""RoadMesh command-line entry point (the `roadmesh` console script)."""
