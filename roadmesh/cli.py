@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 # subcommand name -> module that registers it
 COMMANDS: dict[str, str] = {
-    "device": "webapp.cli_device",
+    "device": "roadmesh.device",
     "edge": "edge.cli",
     "ingest": "ingest.cli",
     "web": "webapp.cli",

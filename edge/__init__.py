@@ -1,0 +1,1 @@
+"""Device software: sources, geotagging, outbox, uplink, CLI. No Django, no torch."""

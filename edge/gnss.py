@@ -1,0 +1,179 @@
+"""GNSS fixes from NMEA 0183 logs, and the position at any instant between fixes.
+
+A fix is assembled from the GGA (position, altitude, fix quality, satellites, HDOP) and RMC
+(date, speed, course) sentences of the same second. Lines that are garbage or fail their
+checksum are counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+import pynmea2
+
+logger = logging.getLogger(__name__)
+
+KNOTS_TO_MPS = 0.514444
+EARTH_RADIUS_M = 6_371_008.8
+
+
+@dataclass(frozen=True, slots=True)
+class Fix:
+    time: datetime
+    lat: float
+    lon: float
+    alt_m: float | None
+    speed_mps: float | None
+    course_deg: float | None
+    quality: int  # GGA fix quality: 0 invalid, 1 GPS, 2 DGPS, 4 RTK fixed, 5 RTK float
+    satellites: int
+    hdop: float | None
+
+
+@dataclass
+class NmeaStats:
+    lines: int = 0
+    fixes: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
+def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(1.0, a)))
+
+
+def bearing_deg(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dl = math.radians(lon2 - lon1)
+    y = math.sin(dl) * math.cos(p2)
+    x = math.cos(p1) * math.sin(p2) - math.sin(p1) * math.cos(p2) * math.cos(dl)
+    return math.degrees(math.atan2(y, x)) % 360.0
+
+
+def parse_nmea(lines: Iterable[str], stats: NmeaStats | None = None) -> list[Fix]:
+    """Fixes in time order from NMEA lines (GGA + RMC of the same UTC second are merged)."""
+    stats = stats if stats is not None else NmeaStats()
+    current_date: date | None = None
+    rmc_by_time: dict[time, pynmea2.RMC] = {}
+    gga_list: list[pynmea2.GGA] = []
+    dates_by_time: dict[time, date] = {}
+    for raw in lines:
+        line = raw.strip()
+        if not line:
+            continue
+        stats.lines += 1
+        try:
+            msg = pynmea2.parse(line, check=True)
+        except pynmea2.ChecksumError:
+            stats.rejected["bad_checksum"] += 1
+            continue
+        except (pynmea2.ParseError, ValueError, AttributeError, TypeError):
+            stats.rejected["unparseable"] += 1
+            continue
+        try:
+            if isinstance(msg, pynmea2.RMC):
+                if msg.status != "A" or msg.datestamp is None or msg.timestamp is None:
+                    stats.rejected["rmc_void"] += 1
+                    continue
+                current_date = msg.datestamp
+                rmc_by_time[msg.timestamp] = msg
+                dates_by_time[msg.timestamp] = msg.datestamp
+            elif isinstance(msg, pynmea2.GGA):
+                if msg.timestamp is None or not msg.gps_qual:
+                    stats.rejected["no_fix"] += 1
+                    continue
+                gga_list.append(msg)
+                if current_date is not None:
+                    dates_by_time.setdefault(msg.timestamp, current_date)
+        except (ValueError, TypeError, AttributeError):
+            stats.rejected["unparseable"] += 1
+    fixes: list[Fix] = []
+    for gga in gga_list:
+        day = dates_by_time.get(gga.timestamp)
+        if day is None:
+            stats.rejected["no_date"] += 1
+            continue
+        try:
+            rmc = rmc_by_time.get(gga.timestamp)
+            speed = float(rmc.spd_over_grnd) * KNOTS_TO_MPS if rmc is not None and rmc.spd_over_grnd else None
+            course = float(rmc.true_course) if rmc is not None and rmc.true_course else None
+            fixes.append(
+                Fix(
+                    time=datetime.combine(day, gga.timestamp.replace(tzinfo=None), tzinfo=UTC),
+                    lat=float(gga.latitude),
+                    lon=float(gga.longitude),
+                    alt_m=float(gga.altitude) if gga.altitude is not None else None,
+                    speed_mps=speed,
+                    course_deg=course,
+                    quality=int(gga.gps_qual),
+                    satellites=int(gga.num_sats or 0),
+                    hdop=float(gga.horizontal_dil) if gga.horizontal_dil else None,
+                )
+            )
+        except (ValueError, TypeError):
+            stats.rejected["unparseable"] += 1
+    fixes.sort(key=lambda f: f.time)
+    stats.fixes = len(fixes)
+    return fixes
+
+
+class Track:
+    """Fixes in time order; position, speed and heading at any instant by interpolation."""
+
+    def __init__(self, fixes: list[Fix], max_gap: timedelta = timedelta(seconds=3)) -> None:
+        self.fixes = fixes
+        self.times = [f.time.timestamp() for f in fixes]
+        self.max_gap_s = max_gap.total_seconds()
+
+    def at(self, when: datetime) -> Fix | None:
+        """The interpolated fix at `when`, or None outside the track or across a dropout."""
+        t = when.timestamp()
+        i = bisect.bisect_left(self.times, t)
+        if i < len(self.times) and self.times[i] == t:
+            return self._with_motion(i, self.fixes[i], t)
+        if i == 0 or i == len(self.times):
+            return None
+        a, b = self.fixes[i - 1], self.fixes[i]
+        span = self.times[i] - self.times[i - 1]
+        if span > self.max_gap_s:
+            return None
+        w = (t - self.times[i - 1]) / span
+        alt = a.alt_m + w * (b.alt_m - a.alt_m) if a.alt_m is not None and b.alt_m is not None else a.alt_m
+        fix = Fix(
+            time=when,
+            lat=a.lat + w * (b.lat - a.lat),
+            lon=a.lon + w * (b.lon - a.lon),
+            alt_m=alt,
+            speed_mps=None,
+            course_deg=None,
+            quality=min(a.quality, b.quality),
+            satellites=min(a.satellites, b.satellites),
+            hdop=max(a.hdop, b.hdop) if a.hdop is not None and b.hdop is not None else None,
+        )
+        return self._with_motion(i, fix, t)
+
+    def _with_motion(self, i: int, fix: Fix, t: float) -> Fix:
+        """Speed and heading from the neighbouring fixes where the receiver gave none."""
+        if fix.speed_mps is not None and fix.course_deg is not None:
+            return fix
+        lo, hi = max(i - 1, 0), min(i, len(self.fixes) - 1)
+        if lo == hi:
+            hi = min(lo + 1, len(self.fixes) - 1)
+        a, b = self.fixes[lo], self.fixes[hi]
+        dt = self.times[hi] - self.times[lo]
+        if dt <= 0:
+            return fix
+        dist = haversine_m(a.lat, a.lon, b.lat, b.lon)
+        speed = fix.speed_mps if fix.speed_mps is not None else dist / dt
+        course = fix.course_deg
+        if course is None and dist > 0.5:
+            course = bearing_deg(a.lat, a.lon, b.lat, b.lon)
+        return Fix(fix.time, fix.lat, fix.lon, fix.alt_m, speed, course, fix.quality, fix.satellites, fix.hdop)

@@ -1,0 +1,1 @@
+"""Server-side intake: MQTT consumer, verification, image store, broker set-up."""

@@ -1,0 +1,75 @@
+"""`roadmesh ingest ...`: run a worker; manage the embedded broker."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from webapp.django_setup import setup_django
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("ingest", help="verify and store frames from the broker")
+    parser.set_defaults(func=_run)
+    cmds = parser.add_subparsers(dest="ingest_command", metavar="SUBCOMMAND")
+    run = cmds.add_parser("run", help="run one ingest worker (the default)")
+    run.set_defaults(func=_run)
+
+    broker = cmds.add_parser("broker", help="the embedded Mosquitto broker")
+    bcmds = broker.add_subparsers(dest="broker_command", metavar="ACTION", required=True)
+    for name, func, help_text in (
+        ("init", _broker_init, "write config, ACL and a fresh ingest login"),
+        ("sync", _broker_sync, "rewrite the password file from the registered devices and reload"),
+        ("run", _broker_run, "run Mosquitto in the foreground with the generated config"),
+    ):
+        p = bcmds.add_parser(name, help=help_text)
+        p.add_argument("--run-dir", type=Path, default=Path(".run/broker"), help="broker files (default .run/broker)")
+        p.add_argument("--port", type=int, default=1883)
+        p.set_defaults(func=func)
+
+
+def _run(args: argparse.Namespace) -> int:
+    setup_django()
+    from ingest.service import run_worker
+
+    return run_worker()
+
+
+def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from ingest.broker import BrokerConfig
+
+    return BrokerConfig(run_dir=args.run_dir.resolve(), port=args.port)
+
+
+def _broker_init(args: argparse.Namespace) -> int:
+    setup_django()
+    from ingest.broker_sync import INGEST_SECRET_FILE, init_broker
+
+    config = _config(args)
+    init_broker(config)
+    print(f"broker config written to {config.conf_path}; ingest password in {config.run_dir / INGEST_SECRET_FILE}")
+    return 0
+
+
+def _broker_sync(args: argparse.Namespace) -> int:
+    setup_django()
+    from ingest.broker_sync import sync_password_file
+
+    n = sync_password_file(_config(args))
+    print(f"password file rewritten with {n} logins")
+    return 0
+
+
+def _broker_run(args: argparse.Namespace) -> int:
+    from ingest.broker import Broker
+
+    broker = Broker(_config(args))
+    broker.start()
+    print(f"mosquitto running on 127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
+    try:
+        while broker.running:
+            time.sleep(1)
+    finally:
+        broker.stop()
+    return 0

@@ -1,0 +1,102 @@
+"""`roadmesh device ...`: operator commands to provision and revoke devices on this machine.
+
+Provisioning creates the device's key where the device will read it (mode 0600),
+registers the public key with its owner in the database, and writes the broker login.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from roadmesh.cli import CommandError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("device", help="provision, list and revoke devices (operator)")
+    cmds = parser.add_subparsers(dest="device_command", metavar="ACTION", required=True)
+    prov = cmds.add_parser("provision", help="create a device key and register the device")
+    prov.add_argument("--owner", required=True, help="username of the owner (a driver)")
+    prov.add_argument("--create-owner", action="store_true", help="create the owner as a driver if missing")
+    prov.add_argument("--device-id", help="device id (default: dev-<random>)")
+    prov.add_argument("--out", type=Path, required=True, help="device directory to write key and login into")
+    prov.add_argument("--mqtt-host", default="127.0.0.1")
+    prov.add_argument("--mqtt-port", type=int, default=1883)
+    prov.add_argument("--broker-dir", type=Path, help="embedded broker run dir: update its password file")
+    prov.set_defaults(func=_provision)
+    lst = cmds.add_parser("list", help="list devices")
+    lst.set_defaults(func=_list)
+    rev = cmds.add_parser("revoke", help="revoke a device: its frames and login are refused")
+    rev.add_argument("device_id")
+    rev.add_argument("--broker-dir", type=Path)
+    rev.set_defaults(func=_revoke)
+
+
+def _provision(args: argparse.Namespace) -> int:
+    from webapp.django_setup import setup_django
+
+    setup_django()
+    import protocol
+    from edge.identity import DeviceIdentity, MqttLogin, create_key
+    from webapp.accounts.models import User
+    from webapp.fleet.provisioning import ProvisioningError, new_device_id, register_device
+
+    owner = User.objects.filter(username=args.owner).first()
+    if owner is None:
+        if not args.create_owner:
+            raise CommandError(f"no user {args.owner!r} (use --create-owner to create a driver account)")
+        owner = User.objects.create_user(username=args.owner, role=User.Role.DRIVER)
+    device_id = args.device_id or new_device_id()
+    if not protocol.is_valid_device_id(device_id):
+        raise CommandError(f"device id {device_id!r} must match {protocol.DEVICE_ID_PATTERN}")
+    try:
+        key = create_key(args.out)
+    except FileExistsError:
+        raise CommandError(f"{args.out} already holds a device key; use another --out") from None
+    try:
+        _device, password = register_device(owner, device_id, protocol.public_key_bytes(key))
+    except ProvisioningError as exc:
+        raise CommandError(str(exc)) from None
+    DeviceIdentity(
+        device_id=device_id,
+        mqtt=MqttLogin(host=args.mqtt_host, port=args.mqtt_port, username=device_id, password=password),
+    ).save(args.out)
+    print(f"provisioned {device_id} for {owner.username}: key {args.out / 'device.key'} (0600)")
+    if args.broker_dir:
+        _sync(args.broker_dir, args.mqtt_port)
+    return 0
+
+
+def _sync(broker_dir: Path, port: int) -> None:
+    from ingest.broker import BrokerConfig
+    from ingest.broker_sync import sync_password_file
+
+    n = sync_password_file(BrokerConfig(run_dir=broker_dir.resolve(), port=port))
+    print(f"broker password file updated ({n} logins)")
+
+
+def _list(args: argparse.Namespace) -> int:
+    from webapp.django_setup import setup_django
+
+    setup_django()
+    from webapp.fleet.models import Device
+
+    for d in Device.objects.select_related("owner").order_by("device_id"):
+        print(f"{d.device_id}\t{d.owner.username}\t{d.status}\tlast seen {d.last_seen_at or '-'}")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    from webapp.django_setup import setup_django
+
+    setup_django()
+    from webapp.fleet.provisioning import ProvisioningError, revoke_device
+
+    try:
+        revoke_device(args.device_id)
+    except ProvisioningError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"revoked {args.device_id}")
+    if args.broker_dir:
+        _sync(args.broker_dir, 1883)
+    return 0

@@ -1,0 +1,1 @@
+"""Vision runtime: quality scores, privacy, detector on ONNX Runtime, camera model."""

@@ -1,0 +1,1 @@
+"""RoadMesh web application: the schema owner (models + migrations), API, map, admin."""

@@ -1,0 +1,87 @@
+"""Devices and what they sent: accepted frames and rejected messages."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Device(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        REVOKED = "revoked"
+
+    device_id = models.CharField(max_length=64, unique=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="devices")
+    public_key = models.BinaryField(max_length=32)
+    mqtt_password_hash = models.CharField(max_length=255, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    online = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return self.device_id
+
+    @property
+    def public_key_hex(self) -> str:
+        return bytes(self.public_key).hex()
+
+
+class Frame(models.Model):
+    class State(models.TextChoices):
+        ACCEPTED = "accepted"  # stored, waiting for vision
+        FLAGGED = "flagged"  # stored, excluded from rewards (fraud/quality)
+        PROCESSED = "processed"  # vision done
+
+    device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="frames")
+    seq = models.BigIntegerField()
+    captured_at = models.DateTimeField(db_index=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    lat = models.FloatField()
+    lon = models.FloatField()
+    alt_m = models.FloatField(null=True, blank=True)
+    heading_deg = models.FloatField(null=True, blank=True)
+    speed_mps = models.FloatField(null=True, blank=True)
+    fix_type = models.PositiveSmallIntegerField()
+    satellites = models.PositiveSmallIntegerField()
+    hdop = models.FloatField(null=True, blank=True)
+    camera_id = models.CharField(max_length=64)
+    intrinsics_ref = models.CharField(max_length=64)
+    h3_r12 = models.BigIntegerField(db_index=True)
+    h3_r9 = models.BigIntegerField(db_index=True)
+    h3_r7 = models.BigIntegerField(db_index=True)
+    image_sha256 = models.CharField(max_length=64, db_index=True)
+    image_bytes = models.PositiveIntegerField()
+    quality_sharpness = models.FloatField()
+    quality_exposure = models.FloatField()
+    quality_obstruction = models.FloatField()
+    faces_blurred = models.PositiveIntegerField(default=0)
+    plates_blurred = models.PositiveIntegerField(default=0)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ACCEPTED, db_index=True)
+    flags = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "seq"], name="frame_device_seq_unique")]
+        indexes = [models.Index(fields=["lat", "lon"], name="frame_lat_lon")]
+
+    def __str__(self) -> str:
+        return f"{self.device_id}#{self.seq}"
+
+
+class RejectedMessage(models.Model):
+    """A message the server refused, with a machine-readable reason. Kept as evidence."""
+
+    topic = models.CharField(max_length=255)
+    device_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    seq = models.BigIntegerField(null=True, blank=True)
+    reason = models.CharField(max_length=32, db_index=True)
+    detail = models.TextField(blank=True, default="")
+    payload_sha256 = models.CharField(max_length=64, unique=True)
+    payload_bytes = models.PositiveIntegerField()
+    times_seen = models.PositiveIntegerField(default=1)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.reason} from {self.device_id or '?'}"

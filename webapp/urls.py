@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import path
+
+from webapp.api import views as api
+from webapp import pages
+
+urlpatterns = [
+    path("", pages.index, name="index"),
+    path("admin/", admin.site.urls),
+    path("api/v1/frames", api.frames, name="api-frames"),
+    path("api/v1/images/<str:sha256>.jpg", api.image, name="api-image"),
+    path("healthz", api.health, name="health"),
+]
