@@ -1,0 +1,102 @@
+"""RoadMesh wire protocol v1: the contract between a dashcam and the servers.
+
+Signed binary envelopes for frames, telemetry and status; MQTT topic names; size
+limits; Ed25519 key files. Stdlib and `cryptography` only. See docs/protocol.md.
+"""
+
+from .envelope import SignedMessage, canonical_bytes, decode, encode, max_payload_bytes, verify
+from .errors import KeyFileError, ProtocolError, RejectReason
+from .keys import (
+    PUBLIC_KEY_BYTES,
+    fingerprint,
+    generate_private_key,
+    load_private_key,
+    load_public_key,
+    load_public_key_hex,
+    public_key_bytes,
+    public_key_hex,
+    save_private_key,
+)
+from .limits import (
+    DEVICE_ID_PATTERN,
+    DOMAIN_TAG,
+    MAGIC,
+    MAX_FRAME_BYTES,
+    MAX_STRING_BYTES,
+    MAX_TELEMETRY_BYTES,
+    MAX_TIMESTAMP_US,
+    PROTOCOL_VERSION,
+    SIGNATURE_BYTES,
+    is_valid_device_id,
+)
+from .messages import (
+    DeviceState,
+    FixType,
+    Frame,
+    Message,
+    MessageKind,
+    Position,
+    PrivacyCounts,
+    Quality,
+    Status,
+    Telemetry,
+)
+from .topics import (
+    INGEST_SHARE_GROUP,
+    MQTT_QOS,
+    Channel,
+    channel_for,
+    check_topic,
+    parse_topic,
+    shared_subscription,
+    topic_for,
+)
+
+__all__ = [
+    "DEVICE_ID_PATTERN",
+    "DOMAIN_TAG",
+    "INGEST_SHARE_GROUP",
+    "MAGIC",
+    "MAX_FRAME_BYTES",
+    "MAX_STRING_BYTES",
+    "MAX_TELEMETRY_BYTES",
+    "MAX_TIMESTAMP_US",
+    "MQTT_QOS",
+    "PROTOCOL_VERSION",
+    "PUBLIC_KEY_BYTES",
+    "SIGNATURE_BYTES",
+    "Channel",
+    "DeviceState",
+    "FixType",
+    "Frame",
+    "KeyFileError",
+    "Message",
+    "MessageKind",
+    "Position",
+    "PrivacyCounts",
+    "ProtocolError",
+    "Quality",
+    "RejectReason",
+    "SignedMessage",
+    "Status",
+    "Telemetry",
+    "canonical_bytes",
+    "channel_for",
+    "check_topic",
+    "decode",
+    "encode",
+    "fingerprint",
+    "generate_private_key",
+    "is_valid_device_id",
+    "load_private_key",
+    "load_public_key",
+    "load_public_key_hex",
+    "max_payload_bytes",
+    "parse_topic",
+    "public_key_bytes",
+    "public_key_hex",
+    "save_private_key",
+    "shared_subscription",
+    "topic_for",
+    "verify",
+]
