@@ -13,12 +13,11 @@ raises nothing but `ProtocolError`.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, NoReturn, TypeVar
+from typing import Any, Final, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from .errors import ProtocolError, RejectReason
+from .json_data import canonical_json, parse_json_object
 from .keys import load_public_key
 from .limits import (
     DOMAIN_TAG,
@@ -204,22 +204,6 @@ def _timestamp(value: object, field: str) -> int:
     return _check_int(value, field, 0, MAX_TIMESTAMP_US)
 
 
-def _canonical_json(data: object) -> bytes:
-    if not isinstance(data, dict):
-        raise _bad("data", f"expected a dict (JSON object), got {_type_name(data)}")
-    try:
-        text = json.dumps(
-            data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
-        raw = text.encode("utf-8")
-        same = _parse_json_object(raw) == data
-    except (TypeError, ValueError, RecursionError, ProtocolError) as exc:
-        raise _bad("data", f"not representable as a JSON object ({exc})") from None
-    if not same:
-        raise _bad("data", "does not survive a JSON round trip (non-string keys or tuples?)")
-    return raw
-
-
 def _kind_of(msg: object) -> MessageKind:
     if isinstance(msg, Frame):
         return MessageKind.FRAME
@@ -283,7 +267,7 @@ def _frame_body(frame: Frame) -> list[bytes]:
 
 
 def _telemetry_body(msg: Telemetry) -> list[bytes]:
-    data = _canonical_json(msg.data)
+    data = canonical_json(msg.data)
     return [
         TELEMETRY_FIXED.pack(
             _check_int(msg.seq, "seq", 0, _U64_MAX), _timestamp(msg.sent_at_us, "sent_at_us")
@@ -504,46 +488,11 @@ def _check_frame_content(frame: Frame, declared_sha256: bytes) -> None:
     object.__setattr__(frame, "_image_sha256", actual)
 
 
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not allowed")
-
-
-def _finite_float(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise ValueError(f"{text} overflows a double")
-    return number
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise ValueError("duplicate key in JSON object")
-    return obj
-
-
-def _parse_json_object(raw: bytes | memoryview) -> dict[str, Any]:
-    """Strict JSON: UTF-8, an object at the top, no duplicate keys, NaN or Infinity."""
-    try:
-        text = str(raw, "utf-8")
-        value = json.loads(
-            text,
-            object_pairs_hook=_unique_keys,
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-        )
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError, JSONDecodeError
-        raise _bad("data", f"not a valid JSON text ({type(exc).__name__}: {exc})") from None
-    if not isinstance(value, dict):
-        raise _bad("data", f"must be a JSON object, got {_type_name(value)}")
-    return value
-
-
 def _decode_telemetry(reader: _Reader) -> Telemetry:
     seq, sent_at_us = reader.unpack(TELEMETRY_FIXED, "telemetry header")
     sent_at_us = _read_timestamp(sent_at_us, "sent_at_us")
     device_id = _read_device_id(reader)
-    data = _parse_json_object(reader.blob("data", MAX_TELEMETRY_BYTES))
+    data = parse_json_object(reader.blob("data", MAX_TELEMETRY_BYTES))
     return Telemetry(device_id=device_id, seq=seq, sent_at_us=sent_at_us, data=data)
 
 
