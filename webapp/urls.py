@@ -9,5 +9,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/frames", api.frames, name="api-frames"),
     path("api/v1/images/<str:sha256>.jpg", api.image, name="api-image"),
+    path("api/v1/stats", api.stats, name="api-stats"),
     path("healthz", api.health, name="health"),
 ]

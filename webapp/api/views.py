@@ -7,10 +7,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from ingest.store import LocalObjectStore
-from webapp.fleet.models import Frame
+from webapp.fleet.models import Device, Frame, RejectedMessage
 
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
@@ -133,3 +134,18 @@ def health(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok", "database": connection.vendor})
+
+
+def stats(request: HttpRequest) -> JsonResponse:
+    """GET /api/v1/stats -> counts of devices, frames and rejected messages by reason."""
+    rejected: dict[str, int] = {}
+    for row in RejectedMessage.objects.values("reason").annotate(n=Count("id")):
+        rejected[row["reason"]] = row["n"]
+    return JsonResponse(
+        {
+            "devices": Device.objects.count(),
+            "frames": Frame.objects.count(),
+            "frames_flagged": Frame.objects.filter(state=Frame.State.FLAGGED).count(),
+            "rejected": rejected,
+        }
+    )

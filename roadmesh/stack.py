@@ -1,0 +1,180 @@
+"""The whole server side on one machine, as processes: broker, ingest workers, web server.
+
+`make demo` and the end-to-end tests both drive this class, through the same `roadmesh`
+commands an operator would type, so the demo and the tests exercise the real path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ingest.broker import Broker, BrokerConfig, free_port, wait_for_port
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class LocalStack:
+    run_dir: Path
+    database_url: str = ""  # empty: SQLite under run_dir/data
+    mqtt_port: int = field(default_factory=free_port)
+    web_port: int = field(default_factory=free_port)
+    broker: Broker | None = None
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.run_dir = self.run_dir.resolve()
+        self.broker_config = BrokerConfig(run_dir=self.run_dir / "broker", port=self.mqtt_port)
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+
+    # -- environment and commands -------------------------------------------------------
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "ROADMESH_DATA_DIR": str(self.run_dir / "data"),
+                "ROADMESH_MQTT_HOST": "127.0.0.1",
+                "ROADMESH_MQTT_PORT": str(self.mqtt_port),
+                "ROADMESH_MQTT_PASSWORD_FILE": str(self.broker_config.run_dir / "ingest.secret"),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        if self.database_url:
+            env["ROADMESH_DATABASE_URL"] = self.database_url
+        else:
+            env.pop("ROADMESH_DATABASE_URL", None)
+        env.update(extra)
+        return env
+
+    def roadmesh(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "roadmesh.cli", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise StackError(f"roadmesh {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def spawn(self, name: str, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
+        log = open(self.run_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 (owned by the child)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "roadmesh.cli", *args],
+            env=self.env(**extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.processes[name] = proc
+        return proc
+
+    def log(self, name: str) -> str:
+        path = self.run_dir / "logs" / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Schema and broker config (with a fresh ingest login)."""
+        self.roadmesh("web", "migrate")
+        self.roadmesh("ingest", "broker", "init", "--run-dir", str(self.broker_config.run_dir),
+                      "--port", str(self.mqtt_port))
+
+    def start_broker(self) -> None:
+        self.broker = Broker(self.broker_config)
+        self.broker.start()
+
+    def start_ingest(self, index: int = 0) -> subprocess.Popen[bytes]:
+        name = f"ingest-{index}"
+        return self.spawn(name, "-v", "ingest", "run", ROADMESH_INGEST_CLIENT_ID=f"ingest-test-{index}")
+
+    def start_web(self) -> None:
+        self.spawn("web", "web", "serve", "--port", str(self.web_port))
+        if not wait_for_port("127.0.0.1", self.web_port, 30):
+            raise StackError(f"web server did not start:\n{self.log('web')}")
+
+    def start(self) -> None:
+        self.prepare()
+        self.start_broker()
+        self.start_ingest()
+        self.start_web()
+        self.wait_for(lambda: "consuming" in self.log("ingest-0"), 30, "ingest worker to subscribe")
+
+    def stop_process(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+        proc = self.processes.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def stop(self) -> None:
+        for name in list(self.processes):
+            self.stop_process(name)
+        if self.broker is not None:
+            self.broker.stop()
+
+    # -- devices and data ---------------------------------------------------------------
+    def provision(self, device_id: str, owner: str = "driver1") -> Path:
+        device_dir = self.run_dir / "devices" / device_id
+        self.roadmesh(
+            "device", "provision", "--owner", owner, "--create-owner", "--device-id", device_id,
+            "--out", str(device_dir), "--mqtt-port", str(self.mqtt_port),
+            "--broker-dir", str(self.broker_config.run_dir),
+        )
+        time.sleep(0.3)  # the broker re-reads its password file on SIGHUP
+        return device_dir
+
+    def replay(self, drive: Path, device_dir: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return self.roadmesh(
+            "edge", "replay", str(drive), "--device-dir", str(device_dir), "--timeout", str(timeout),
+            check=False, timeout=timeout + 60,
+        )
+
+    def get(self, path: str) -> tuple[int, bytes, str]:
+        url = f"http://127.0.0.1:{self.web_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                return resp.status, resp.read(), resp.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(), exc.headers.get("Content-Type", "")
+
+    def get_json(self, path: str) -> Any:
+        status, body, _ = self.get(path)
+        if status != 200:
+            raise StackError(f"GET {path} -> {status}: {body[:300]!r}")
+        return json.loads(body)
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self.get_json("/api/v1/stats"))
+
+    def wait_for(self, condition: Any, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            for name, proc in self.processes.items():
+                if proc.poll() is not None:
+                    raise StackError(f"{name} exited {proc.returncode} while waiting for {what}:\n{self.log(name)[-3000:]}")
+            time.sleep(0.2)
+        raise StackError(f"timed out after {timeout}s waiting for {what}")
+
+    def wait_for_frames(self, n: int, timeout: float = 60) -> dict[str, Any]:
+        self.wait_for(lambda: self.stats()["frames"] >= n, timeout, f"{n} frames")
+        return self.stats()
