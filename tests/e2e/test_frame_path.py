@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from pathlib import Path
@@ -112,7 +113,6 @@ def test_a_frame_delivered_twice_is_stored_once(stack: LocalStack, sample_drive:
         assert not client.publish(topic, payload).is_failure
     finally:
         client.close()
-    stack.wait_for(lambda: "duplicate" in _ingest_counts(stack), 5, "the duplicate to be seen") if False else None
     stack.wait_for_frames(before + 1)
     time.sleep(1.0)  # give the second copy time to be (not) stored
     body = stack.get_json(f"/api/v1/frames?bbox={HELSINKI_BBOX}")
@@ -143,10 +143,6 @@ def test_a_tampered_frame_is_rejected_and_recorded(stack: LocalStack, sample_dri
 
 def test_a_frame_from_an_unregistered_device_is_rejected_and_recorded(stack: LocalStack, sample_drive: Path) -> None:
     # A broker login without a registered device (e.g. an externally managed broker).
-    import json
-
-    from ingest.broker_sync import INGEST_SECRET_FILE  # noqa: F401  (same run dir layout)
-
     users_file = stack.broker_config.run_dir / SERVICE_USERS_FILE
     users = json.loads(users_file.read_text())
     users["dev-ghost"] = hash_password("ghost-password")
@@ -195,7 +191,3 @@ def test_a_wrong_password_is_refused_at_login(stack: LocalStack) -> None:
         assert refused.wait(5)
     finally:
         client.loop_stop()
-
-
-def _ingest_counts(stack: LocalStack) -> str:
-    return stack.log("ingest-0")

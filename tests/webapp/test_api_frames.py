@@ -1,0 +1,72 @@
+"""GET /api/v1/frames?bbox= returns stored frames as GeoJSON, and refuses bad queries clearly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from django.test import Client
+
+from webapp.accounts.models import User
+from webapp.fleet.models import Device, Frame
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def frames() -> list[Frame]:
+    owner = User.objects.create_user("driver")
+    device = Device.objects.create(device_id="dev-one", owner=owner, public_key=b"\x00" * 32)
+    rows = []
+    for i, (lat, lon) in enumerate([(60.17, 24.94), (60.18, 24.95), (61.0, 25.5)]):
+        rows.append(
+            Frame.objects.create(
+                device=device, seq=i + 1, captured_at=datetime(2026, 6, 1, 9, 0, i, tzinfo=UTC),
+                lat=lat, lon=lon, fix_type=2, satellites=9, hdop=0.8, camera_id="cam0", intrinsics_ref="t",
+                h3_r12=1, h3_r9=1, h3_r7=1, image_sha256=f"{i:064x}", image_bytes=100,
+                quality_sharpness=1.0, quality_exposure=0.5, quality_obstruction=0.0,
+            )
+        )
+    return rows
+
+
+def test_it_returns_the_frames_inside_the_bbox_as_geojson(client: Client, frames: list[Frame]) -> None:
+    response = client.get("/api/v1/frames", {"bbox": "24.9,60.1,25.0,60.2"})
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/geo+json"
+    body = response.json()
+    assert body["type"] == "FeatureCollection" and body["truncated"] is False
+    assert [f["properties"]["seq"] for f in body["features"]] == [1, 2]
+    assert body["features"][0]["geometry"] == {"type": "Point", "coordinates": [24.94, 60.17]}
+    assert body["features"][0]["properties"]["image_url"].endswith(f"/api/v1/images/{0:064x}.jpg")
+
+
+def test_it_says_when_the_limit_cut_the_result(client: Client, frames: list[Frame]) -> None:
+    body = client.get("/api/v1/frames", {"bbox": "20,55,30,65", "limit": "2"}).json()
+    assert len(body["features"]) == 2 and body["truncated"] is True
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({}, "bbox is required"),
+        ({"bbox": "1,2,3"}, "four comma-separated"),
+        ({"bbox": "a,b,c,d"}, "not a number"),
+        ({"bbox": "25,60,24,61"}, "greater than"),
+        ({"bbox": "0,0,200,10"}, "outside WGS84"),
+        ({"bbox": "0,0,1,1", "limit": "0"}, "limit must be between"),
+        ({"bbox": "0,0,1,1", "limit": "x"}, "limit must be an integer"),
+    ],
+)
+def test_it_rejects_a_bad_query_with_a_clear_message(client: Client, query: dict[str, str], message: str) -> None:
+    response = client.get("/api/v1/frames", query)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+def test_an_image_no_frame_refers_to_is_not_served(client: Client, frames: list[Frame]) -> None:
+    assert client.get(f"/api/v1/images/{'f' * 64}.jpg").status_code == 404
+
+
+def test_stats_count_frames_and_rejections(client: Client, frames: list[Frame]) -> None:
+    assert client.get("/api/v1/stats").json()["frames"] == 3
