@@ -148,7 +148,7 @@ def _chown_for_broker(paths: Iterable[Path]) -> None:
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
-def _check_traversable(run_dir: Path) -> None:
+def check_traversable(run_dir: Path) -> None:
     """As root the broker runs as `mosquitto`: every parent of run_dir must let others pass."""
     if os.geteuid() != 0:
         return
@@ -162,7 +162,7 @@ def _check_traversable(run_dir: Path) -> None:
 
 def write_config(config: BrokerConfig, users: Mapping[str, str]) -> None:
     config.run_dir.mkdir(parents=True, exist_ok=True)
-    _check_traversable(config.run_dir)
+    check_traversable(config.run_dir)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config.run_dir, 0o700)
     write_private(config.conf_path, config.conf_text())

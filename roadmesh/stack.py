@@ -11,17 +11,29 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.broker import Broker, BrokerConfig, free_port, wait_for_port
+from ingest.broker import Broker, BrokerConfig, BrokerError, check_traversable, free_port, wait_for_port
 
 
 class StackError(RuntimeError):
     pass
+
+
+def broker_dir_under(run_dir: Path) -> Path:
+    """run_dir/broker, unless (as root) the `mosquitto` user could not reach it: then /tmp."""
+    try:
+        check_traversable(run_dir)
+    except BrokerError:
+        fallback = Path(tempfile.mkdtemp(prefix="roadmesh-broker-"))
+        fallback.chmod(0o711)
+        return fallback / "broker"
+    return run_dir / "broker"
 
 
 @dataclass
@@ -35,7 +47,8 @@ class LocalStack:
 
     def __post_init__(self) -> None:
         self.run_dir = self.run_dir.resolve()
-        self.broker_config = BrokerConfig(run_dir=self.run_dir / "broker", port=self.mqtt_port)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.broker_config = BrokerConfig(run_dir=broker_dir_under(self.run_dir), port=self.mqtt_port)
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
 
     # -- environment and commands -------------------------------------------------------
