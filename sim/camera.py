@@ -36,7 +36,7 @@ class Intrinsics:
         if not 10.0 <= hfov_deg < 175.0:
             raise ValueError(f"hfov_deg must be in [10, 175), got {hfov_deg}")
         f = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
-        return cls(width, height, f, f, width / 2.0, height / 2.0)
+        return cls(width, height, f, f, (width - 1) / 2.0, (height - 1) / 2.0)
 
     @property
     def hfov_deg(self) -> float:
