@@ -15,8 +15,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmds = parser.add_subparsers(dest="edge_command", metavar="ACTION", required=True)
     rep = cmds.add_parser("replay", help="sign and publish the frames of a recorded drive")
     rep.add_argument("drive", type=Path, help="drive directory (frames.csv, JPEGs, track.nmea)")
-    rep.add_argument("--device-dir", type=Path, default=DEFAULT_DEVICE_DIR, help="device key and login")
-    rep.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the broker's PUBACKs")
+    rep.add_argument(
+        "--device-dir", type=Path, default=DEFAULT_DEVICE_DIR, help="device key and login"
+    )
+    rep.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds to wait for the broker's PUBACKs"
+    )
     rep.set_defaults(func=_replay)
     st = cmds.add_parser("status", help="device id and outbox depth")
     st.add_argument("--device-dir", type=Path, default=DEFAULT_DEVICE_DIR)
@@ -76,5 +80,7 @@ def _status(args: argparse.Namespace) -> int:
     except IdentityError as exc:
         raise CommandError(str(exc)) from None
     depth, nbytes = Outbox(device_dir / "outbox.sqlite3").depth()
-    print(f"{identity.device_id}: broker {identity.mqtt.host}:{identity.mqtt.port}, outbox {depth} messages ({nbytes} bytes)")
+    print(
+        f"{identity.device_id}: broker {identity.mqtt.host}:{identity.mqtt.port}, outbox {depth} messages ({nbytes} bytes)"
+    )
     return 0

@@ -103,7 +103,11 @@ def parse_nmea(lines: Iterable[str], stats: NmeaStats | None = None) -> list[Fix
             continue
         try:
             rmc = rmc_by_time.get(gga.timestamp)
-            speed = float(rmc.spd_over_grnd) * KNOTS_TO_MPS if rmc is not None and rmc.spd_over_grnd else None
+            speed = (
+                float(rmc.spd_over_grnd) * KNOTS_TO_MPS
+                if rmc is not None and rmc.spd_over_grnd
+                else None
+            )
             course = float(rmc.true_course) if rmc is not None and rmc.true_course else None
             fixes.append(
                 Fix(
@@ -146,7 +150,11 @@ class Track:
         if span > self.max_gap_s:
             return None
         w = (t - self.times[i - 1]) / span
-        alt = a.alt_m + w * (b.alt_m - a.alt_m) if a.alt_m is not None and b.alt_m is not None else a.alt_m
+        alt = (
+            a.alt_m + w * (b.alt_m - a.alt_m)
+            if a.alt_m is not None and b.alt_m is not None
+            else a.alt_m
+        )
         fix = Fix(
             time=when,
             lat=a.lat + w * (b.lat - a.lat),
@@ -176,4 +184,14 @@ class Track:
         course = fix.course_deg
         if course is None and dist > 0.5:
             course = bearing_deg(a.lat, a.lon, b.lat, b.lon)
-        return Fix(fix.time, fix.lat, fix.lon, fix.alt_m, speed, course, fix.quality, fix.satellites, fix.hdop)
+        return Fix(
+            fix.time,
+            fix.lat,
+            fix.lon,
+            fix.alt_m,
+            speed,
+            course,
+            fix.quality,
+            fix.satellites,
+            fix.hdop,
+        )

@@ -48,7 +48,9 @@ class Outbox:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=30
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
@@ -59,7 +61,9 @@ class Outbox:
         with self._lock:
             self._db.close()
 
-    def put(self, build: Callable[[int], tuple[str, bytes]], source: str | None = None) -> int | None:
+    def put(
+        self, build: Callable[[int], tuple[str, bytes]], source: str | None = None
+    ) -> int | None:
         """Allocate the next sequence number, build (topic, payload) with it and commit both.
 
         With `source`, a source already enqueued once is skipped (returns None), which makes
@@ -70,11 +74,15 @@ class Outbox:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     if source is not None:
-                        row = self._db.execute("SELECT seq FROM sources WHERE source = ?", (source,)).fetchone()
+                        row = self._db.execute(
+                            "SELECT seq FROM sources WHERE source = ?", (source,)
+                        ).fetchone()
                         if row is not None:
                             self._db.execute("ROLLBACK")
                             return None
-                    row = self._db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
+                    row = self._db.execute(
+                        "SELECT value FROM meta WHERE key = 'next_seq'"
+                    ).fetchone()
                     seq = int(row[0]) if row else 1
                     topic, payload = build(seq)
                     self._db.execute(
@@ -87,7 +95,9 @@ class Outbox:
                         (seq + 1,),
                     )
                     if source is not None:
-                        self._db.execute("INSERT INTO sources (source, seq) VALUES (?, ?)", (source, seq))
+                        self._db.execute(
+                            "INSERT INTO sources (source, seq) VALUES (?, ?)", (source, seq)
+                        )
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
@@ -110,7 +120,9 @@ class Outbox:
 
     def refuse(self, seq: int, reason: str) -> None:
         with self._lock:
-            self._db.execute("UPDATE outbox SET state = 'refused', error = ? WHERE seq = ?", (reason, seq))
+            self._db.execute(
+                "UPDATE outbox SET state = 'refused', error = ? WHERE seq = ?", (reason, seq)
+            )
 
     def depth(self) -> tuple[int, int]:
         """(pending messages, pending bytes)."""
@@ -122,5 +134,7 @@ class Outbox:
 
     def refused(self) -> list[tuple[int, str]]:
         with self._lock:
-            rows = self._db.execute("SELECT seq, error FROM outbox WHERE state = 'refused' ORDER BY seq").fetchall()
+            rows = self._db.execute(
+                "SELECT seq, error FROM outbox WHERE state = 'refused' ORDER BY seq"
+            ).fetchall()
         return [(int(s), str(e)) for s, e in rows]

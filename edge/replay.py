@@ -27,7 +27,12 @@ from vision.quality import score
 
 logger = logging.getLogger(__name__)
 
-FIX_TYPES = {1: protocol.FixType.FIX_3D, 2: protocol.FixType.DGPS, 4: protocol.FixType.RTK_FIXED, 5: protocol.FixType.RTK_FLOAT}
+FIX_TYPES = {
+    1: protocol.FixType.FIX_3D,
+    2: protocol.FixType.DGPS,
+    4: protocol.FixType.RTK_FIXED,
+    5: protocol.FixType.RTK_FLOAT,
+}
 
 
 class DriveError(Exception):
@@ -60,7 +65,9 @@ def read_drive(drive_dir: Path) -> tuple[list[RecordedFrame], Path]:
             try:
                 when = datetime.fromisoformat(row["captured_at"].replace("Z", "+00:00"))
             except (KeyError, ValueError, AttributeError):
-                raise DriveError(f"{index}:{lineno}: bad captured_at {row.get('captured_at')!r}") from None
+                raise DriveError(
+                    f"{index}:{lineno}: bad captured_at {row.get('captured_at')!r}"
+                ) from None
             if when.tzinfo is None:
                 raise DriveError(f"{index}:{lineno}: captured_at must carry a time zone (use Z)")
             frames.append(RecordedFrame(drive_dir / row["file"], when))
@@ -68,7 +75,12 @@ def read_drive(drive_dir: Path) -> tuple[list[RecordedFrame], Path]:
 
 
 def frame_message(
-    identity: DeviceIdentity, seq: int, recorded: RecordedFrame, jpeg: bytes, image: np.ndarray, fix: Fix
+    identity: DeviceIdentity,
+    seq: int,
+    recorded: RecordedFrame,
+    jpeg: bytes,
+    image: np.ndarray,
+    fix: Fix,
 ) -> protocol.Frame:
     q = score(image)
     return protocol.Frame(
@@ -87,7 +99,9 @@ def frame_message(
         ),
         camera_id=identity.camera_id,
         intrinsics_ref=identity.intrinsics_ref,
-        quality=protocol.Quality(sharpness=q.sharpness, exposure=q.exposure, obstruction=q.obstruction),
+        quality=protocol.Quality(
+            sharpness=q.sharpness, exposure=q.exposure, obstruction=q.obstruction
+        ),
         privacy=protocol.PrivacyCounts(faces=0, plates=0),
         jpeg=jpeg,
     )
@@ -118,9 +132,16 @@ def enqueue_drive(
             continue
         source = f"{drive_dir.resolve()}::{recorded.path.name}"
 
-        def build(seq: int, recorded: RecordedFrame = recorded, jpeg: bytes = jpeg, image: np.ndarray = image,
-                  fix: Fix = fix) -> tuple[str, bytes]:
-            return topic, protocol.encode(frame_message(identity, seq, recorded, jpeg, image, fix), key)
+        def build(
+            seq: int,
+            recorded: RecordedFrame = recorded,
+            jpeg: bytes = jpeg,
+            image: np.ndarray = image,
+            fix: Fix = fix,
+        ) -> tuple[str, bytes]:
+            return topic, protocol.encode(
+                frame_message(identity, seq, recorded, jpeg, image, fix), key
+            )
 
         try:
             seq = outbox.put(build, source=source)

@@ -39,7 +39,11 @@ def _now_us() -> int:
 
 class MqttUplink:
     def __init__(
-        self, identity: DeviceIdentity, key: Ed25519PrivateKey, outbox: Outbox, max_in_flight: int = 32
+        self,
+        identity: DeviceIdentity,
+        key: Ed25519PrivateKey,
+        outbox: Outbox,
+        max_in_flight: int = 32,
     ) -> None:
         self.identity = identity
         self.key = key
@@ -71,26 +75,35 @@ class MqttUplink:
         client.on_publish = self._on_publish
         self.client = client
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
         if reason.is_failure:
             self.refused_login = str(reason)
             logger.error("broker refused login for %s: %s", self.identity.device_id, reason)
             return
         self.refused_login = None
         online = protocol.encode(
-            protocol.Status(self.identity.device_id, _now_us(), protocol.DeviceState.ONLINE), self.key
+            protocol.Status(self.identity.device_id, _now_us(), protocol.DeviceState.ONLINE),
+            self.key,
         )
-        info = client.publish(protocol.topic_for(self.identity.device_id, protocol.Channel.STATUS), online, 1, True)
+        info = client.publish(
+            protocol.topic_for(self.identity.device_id, protocol.Channel.STATUS), online, 1, True
+        )
         self._register(info.mid, None)
         self.connected.set()
         self._wake.set()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
         self.connected.clear()
         if reason.is_failure:
             logger.warning("disconnected (%s); will reconnect", reason)
 
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any
+    ) -> None:
         with self._lock:  # ack and the in-flight bookkeeping change together (see pump)
             if mid not in self._in_flight:
                 self._early_acks[mid] = reason  # the PUBACK beat _register(); it settles it
@@ -134,7 +147,11 @@ class MqttUplink:
             if room <= 0:
                 return 0
             # Read under the lock: a message acked meanwhile cannot look unsent.
-            items = [i for i in self.outbox.pending(limit=room + len(self._sent)) if i.seq not in self._sent]
+            items = [
+                i
+                for i in self.outbox.pending(limit=room + len(self._sent))
+                if i.seq not in self._sent
+            ]
         handed = 0
         for item in items[:room]:
             info = self.client.publish(item.topic, item.payload, qos=1)
@@ -162,10 +179,14 @@ class MqttUplink:
         """Say `offline` (retained) and disconnect; an unclean end leaves it to the last will."""
         if self.connected.is_set():
             offline = protocol.encode(
-                protocol.Status(self.identity.device_id, _now_us(), protocol.DeviceState.OFFLINE), self.key
+                protocol.Status(self.identity.device_id, _now_us(), protocol.DeviceState.OFFLINE),
+                self.key,
             )
             info = self.client.publish(
-                protocol.topic_for(self.identity.device_id, protocol.Channel.STATUS), offline, 1, True
+                protocol.topic_for(self.identity.device_id, protocol.Channel.STATUS),
+                offline,
+                1,
+                True,
             )
             self._register(info.mid, None)
             try:

@@ -34,7 +34,9 @@ class BrokerError(Exception):
     """The broker could not be configured or started."""
 
 
-def hash_password(password: str, *, salt: bytes | None = None, iterations: int = MOSQUITTO_ITERATIONS) -> str:
+def hash_password(
+    password: str, *, salt: bytes | None = None, iterations: int = MOSQUITTO_ITERATIONS
+) -> str:
     """Mosquitto 2.x password-file hash: $7$iterations$salt_b64$sha512_pbkdf2_b64."""
     salt = salt if salt is not None else secrets.token_bytes(12)
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
@@ -143,7 +145,9 @@ def _chown_for_broker(paths: Iterable[Path]) -> None:
     try:
         entry = pwd.getpwnam("mosquitto")
     except KeyError:
-        raise BrokerError("running as root but there is no `mosquitto` user; install the mosquitto package") from None
+        raise BrokerError(
+            "running as root but there is no `mosquitto` user; install the mosquitto package"
+        ) from None
     for path in paths:
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
@@ -170,7 +174,9 @@ def write_config(config: BrokerConfig, users: Mapping[str, str]) -> None:
     write_password_file(config, users)
     config.log_path.touch(exist_ok=True)
     os.chmod(config.log_path, 0o600)
-    _chown_for_broker([config.run_dir, config.data_dir, config.conf_path, config.acl_path, config.log_path])
+    _chown_for_broker(
+        [config.run_dir, config.data_dir, config.conf_path, config.acl_path, config.log_path]
+    )
 
 
 def write_password_file(config: BrokerConfig, users: Mapping[str, str]) -> None:
@@ -187,10 +193,16 @@ def write_private(path: Path, text: str) -> None:
 
 
 def mosquitto_binary() -> str:
-    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
+    for candidate in (
+        shutil.which("mosquitto"),
+        "/usr/sbin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ):
         if candidate and Path(candidate).exists():
             return candidate
-    raise BrokerError("mosquitto is not installed (apt-get install mosquitto, or run scripts/bootstrap.sh)")
+    raise BrokerError(
+        "mosquitto is not installed (apt-get install mosquitto, or run scripts/bootstrap.sh)"
+    )
 
 
 def free_port() -> int:
@@ -234,7 +246,9 @@ class Broker:
         if not wait_for_port(self.config.host, self.config.port, timeout_s):
             self.stop()
             problems = stderr_path.read_text(errors="replace").strip()[-2000:]
-            raise BrokerError(f"mosquitto did not listen on {self.config.port}: {problems or 'no output'}")
+            raise BrokerError(
+                f"mosquitto did not listen on {self.config.port}: {problems or 'no output'}"
+            )
         self.pid_path.write_text(f"{self.process.pid}\n")
         logger.info("mosquitto listening on %s:%d", self.config.host, self.config.port)
 

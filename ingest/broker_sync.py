@@ -7,7 +7,15 @@ import os
 import signal
 from pathlib import Path
 
-from ingest.broker import INGEST_USER, BrokerConfig, write_private, hash_password, new_password, write_config, write_password_file
+from ingest.broker import (
+    INGEST_USER,
+    BrokerConfig,
+    hash_password,
+    new_password,
+    write_config,
+    write_password_file,
+    write_private,
+)
 from webapp.fleet.models import Device
 
 SERVICE_USERS_FILE = "service-users.json"

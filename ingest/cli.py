@@ -24,7 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("run", _broker_run, "run Mosquitto in the foreground with the generated config"),
     ):
         p = bcmds.add_parser(name, help=help_text)
-        p.add_argument("--run-dir", type=Path, default=Path(".run/broker"), help="broker files (default .run/broker)")
+        p.add_argument(
+            "--run-dir",
+            type=Path,
+            default=Path(".run/broker"),
+            help="broker files (default .run/broker)",
+        )
         p.add_argument("--port", type=int, default=1883)
         p.set_defaults(func=func)
 
@@ -48,7 +53,9 @@ def _broker_init(args: argparse.Namespace) -> int:
 
     config = _config(args)
     init_broker(config)
-    print(f"broker config written to {config.conf_path}; ingest password in {config.run_dir / INGEST_SECRET_FILE}")
+    print(
+        f"broker config written to {config.conf_path}; ingest password in {config.run_dir / INGEST_SECRET_FILE}"
+    )
     return 0
 
 

@@ -44,7 +44,9 @@ class Outcome:
 
 
 class Rejection(Exception):
-    def __init__(self, reason: str, detail: str, device_id: str = "", seq: int | None = None) -> None:
+    def __init__(
+        self, reason: str, detail: str, device_id: str = "", seq: int | None = None
+    ) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -81,7 +83,9 @@ class FrameIntake:
             try:
                 protocol.verify(signed, bytes(device.public_key))
             except protocol.ProtocolError as exc:
-                raise Rejection(exc.reason, exc.detail, message.device_id, getattr(message, "seq", None)) from None
+                raise Rejection(
+                    exc.reason, exc.detail, message.device_id, getattr(message, "seq", None)
+                ) from None
             if isinstance(message, protocol.Frame) and channel == protocol.Channel.FRAMES:
                 return self._store_frame(device, message)
             if isinstance(message, protocol.Status) and channel == protocol.Channel.STATUS:
@@ -96,21 +100,31 @@ class FrameIntake:
                 message.device_id,
             )
         except protocol.ProtocolError as exc:
-            return self._reject(topic, payload, Rejection(exc.reason, exc.detail, _device_from_topic(topic)))
+            return self._reject(
+                topic, payload, Rejection(exc.reason, exc.detail, _device_from_topic(topic))
+            )
         except Rejection as rej:
             return self._reject(topic, payload, rej)
 
     def _registered_device(self, device_id: str) -> Device:
         device = Device.objects.filter(device_id=device_id).first()
         if device is None:
-            raise Rejection(IntakeReason.UNREGISTERED_DEVICE, f"no device {device_id!r} is registered", device_id)
+            raise Rejection(
+                IntakeReason.UNREGISTERED_DEVICE,
+                f"no device {device_id!r} is registered",
+                device_id,
+            )
         if device.status != Device.Status.ACTIVE:
-            raise Rejection(IntakeReason.REVOKED_DEVICE, f"device {device_id!r} is {device.status}", device_id)
+            raise Rejection(
+                IntakeReason.REVOKED_DEVICE, f"device {device_id!r} is {device.status}", device_id
+            )
         return device
 
     def _store_frame(self, device: Device, frame: protocol.Frame) -> Outcome:
         sha = frame.image_sha256.hex()
-        existing = Frame.objects.filter(device=device, seq=frame.seq).only("id", "image_sha256").first()
+        existing = (
+            Frame.objects.filter(device=device, seq=frame.seq).only("id", "image_sha256").first()
+        )
         if existing is not None:
             return self._duplicate_or_replay(device, frame, existing)
         key = self.store.put(frame.jpeg)
@@ -153,7 +167,11 @@ class FrameIntake:
                 Device.objects.filter(pk=device.pk).update(last_seen_at=timezone.now())
         except IntegrityError:
             # Another worker stored the same (device, seq) between our check and insert.
-            existing = Frame.objects.filter(device=device, seq=frame.seq).only("id", "image_sha256").first()
+            existing = (
+                Frame.objects.filter(device=device, seq=frame.seq)
+                .only("id", "image_sha256")
+                .first()
+            )
             if existing is None:
                 raise
             return self._duplicate_or_replay(device, frame, existing)
@@ -162,7 +180,9 @@ class FrameIntake:
         metrics.CAPTURE_TO_COMMIT.observe(max(lag, 0.0))
         return Outcome("stored", frame_id=row.pk, detail=",".join(flags))
 
-    def _duplicate_or_replay(self, device: Device, frame: protocol.Frame, existing: Frame) -> Outcome:
+    def _duplicate_or_replay(
+        self, device: Device, frame: protocol.Frame, existing: Frame
+    ) -> Outcome:
         if existing.image_sha256 == frame.image_sha256.hex():
             metrics.FRAMES_DUPLICATE.inc()
             return Outcome("duplicate", frame_id=existing.pk)

@@ -3,7 +3,9 @@
 from prometheus_client import Counter, Histogram
 
 FRAMES_ACCEPTED = Counter("roadmesh_frames_accepted_total", "Frames stored")
-FRAMES_DUPLICATE = Counter("roadmesh_frames_duplicate_total", "Frames received again and not stored twice")
+FRAMES_DUPLICATE = Counter(
+    "roadmesh_frames_duplicate_total", "Frames received again and not stored twice"
+)
 MESSAGES_REJECTED = Counter("roadmesh_messages_rejected_total", "Messages rejected", ["reason"])
 CAPTURE_TO_COMMIT = Histogram(
     "roadmesh_capture_to_commit_seconds",

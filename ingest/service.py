@@ -19,8 +19,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 import protocol
 from ingest.broker import INGEST_USER
@@ -54,7 +54,9 @@ class IngestSettings:
         if not password and str(password_file) not in ("", "."):
             password = password_file.read_text().strip()
         if not password:
-            raise SettingsError("set ROADMESH_MQTT_PASSWORD or ROADMESH_MQTT_PASSWORD_FILE for the ingest login")
+            raise SettingsError(
+                "set ROADMESH_MQTT_PASSWORD or ROADMESH_MQTT_PASSWORD_FILE for the ingest login"
+            )
         tls_ca = env_str("MQTT_TLS_CA", "")
         return cls(
             host=env_str("MQTT_HOST", "127.0.0.1"),
@@ -92,15 +94,26 @@ class IngestWorker:
         self.client.on_disconnect = self._on_disconnect
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
         if reason.is_failure:
             self.fatal = IngestFatal(f"broker refused the ingest login: {reason}")
             client.disconnect()
             return
-        logger.info("connected to %s:%d as %s", self.settings.host, self.settings.port, self.settings.client_id)
-        client.subscribe([(protocol.shared_subscription(ch, self.settings.group), 1) for ch in self.CHANNELS])
+        logger.info(
+            "connected to %s:%d as %s",
+            self.settings.host,
+            self.settings.port,
+            self.settings.client_id,
+        )
+        client.subscribe(
+            [(protocol.shared_subscription(ch, self.settings.group), 1) for ch in self.CHANNELS]
+        )
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any
+    ) -> None:
         failed = [r for r in reasons if r.is_failure]
         if failed:
             self.fatal = IngestFatal(f"subscription refused: {failed}")
@@ -108,7 +121,9 @@ class IngestWorker:
             return
         self.subscribed.set()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
         if reason.is_failure:
             logger.warning("disconnected from broker (%s); reconnecting", reason)
 
@@ -116,7 +131,7 @@ class IngestWorker:
         if self.fatal is not None:
             return
         try:
-            outcome = self.intake.handle(msg.topic, msg.payload)
+            outcome = self.intake.handle(msg.topic, bytes(msg.payload))
         except Exception as exc:  # infrastructure failure: do not ack, stop the worker
             logger.exception("could not process message on %s; stopping without ack", msg.topic)
             self.fatal = IngestFatal(f"processing failed: {exc}")

@@ -20,10 +20,14 @@ SAMPLE_DRIVE = REPO / "sample_data" / "drives" / "sample"
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("demo", help="start everything locally and drive a simulated fleet")
-    parser.add_argument("--run-dir", type=Path, default=Path(".run/demo"), help="state of the demo (wiped first)")
+    parser.add_argument(
+        "--run-dir", type=Path, default=Path(".run/demo"), help="state of the demo (wiped first)"
+    )
     parser.add_argument("--port", type=int, default=8000, help="web port (default 8000)")
     parser.add_argument("--mqtt-port", type=int, default=18830, help="broker port (default 18830)")
-    parser.add_argument("--no-serve", action="store_true", help="stop after the fleet has been ingested")
+    parser.add_argument(
+        "--no-serve", action="store_true", help="stop after the fleet has been ingested"
+    )
     parser.set_defaults(func=run)
 
 
@@ -39,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         step("starting Mosquitto, ingest worker and web server")
         stack.start()
-        step(f"broker on 127.0.0.1:{args.mqtt_port}, database {run_dir / 'data' / 'roadmesh.sqlite3'}")
+        step(
+            f"broker on 127.0.0.1:{args.mqtt_port}, database {run_dir / 'data' / 'roadmesh.sqlite3'}"
+        )
         drives = [("demo-car-1", SAMPLE_DRIVE)]
         for device_id, drive in drives:
             device_dir = stack.provision(device_id, owner="demo-driver")

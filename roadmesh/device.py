@@ -17,12 +17,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmds = parser.add_subparsers(dest="device_command", metavar="ACTION", required=True)
     prov = cmds.add_parser("provision", help="create a device key and register the device")
     prov.add_argument("--owner", required=True, help="username of the owner (a driver)")
-    prov.add_argument("--create-owner", action="store_true", help="create the owner as a driver if missing")
+    prov.add_argument(
+        "--create-owner", action="store_true", help="create the owner as a driver if missing"
+    )
     prov.add_argument("--device-id", help="device id (default: dev-<random>)")
-    prov.add_argument("--out", type=Path, required=True, help="device directory to write key and login into")
+    prov.add_argument(
+        "--out", type=Path, required=True, help="device directory to write key and login into"
+    )
     prov.add_argument("--mqtt-host", default="127.0.0.1")
     prov.add_argument("--mqtt-port", type=int, default=1883)
-    prov.add_argument("--broker-dir", type=Path, help="embedded broker run dir: update its password file")
+    prov.add_argument(
+        "--broker-dir", type=Path, help="embedded broker run dir: update its password file"
+    )
     prov.set_defaults(func=_provision)
     lst = cmds.add_parser("list", help="list devices")
     lst.set_defaults(func=_list)
@@ -44,7 +50,9 @@ def _provision(args: argparse.Namespace) -> int:
     owner = User.objects.filter(username=args.owner).first()
     if owner is None:
         if not args.create_owner:
-            raise CommandError(f"no user {args.owner!r} (use --create-owner to create a driver account)")
+            raise CommandError(
+                f"no user {args.owner!r} (use --create-owner to create a driver account)"
+            )
         owner = User.objects.create_user(username=args.owner, role=User.Role.DRIVER)
     device_id = args.device_id or new_device_id()
     if not protocol.is_valid_device_id(device_id):
@@ -59,7 +67,9 @@ def _provision(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     DeviceIdentity(
         device_id=device_id,
-        mqtt=MqttLogin(host=args.mqtt_host, port=args.mqtt_port, username=device_id, password=password),
+        mqtt=MqttLogin(
+            host=args.mqtt_host, port=args.mqtt_port, username=device_id, password=password
+        ),
     ).save(args.out)
     print(f"provisioned {device_id} for {owner.username}: key {args.out / 'device.key'} (0600)")
     if args.broker_dir:

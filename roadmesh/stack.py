@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.broker import Broker, BrokerConfig, BrokerError, check_traversable, free_port, wait_for_port
+from ingest.broker import (
+    Broker,
+    BrokerConfig,
+    BrokerError,
+    check_traversable,
+    free_port,
+    wait_for_port,
+)
 
 
 class StackError(RuntimeError):
@@ -48,7 +55,9 @@ class LocalStack:
     def __post_init__(self) -> None:
         self.run_dir = self.run_dir.resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.broker_config = BrokerConfig(run_dir=broker_dir_under(self.run_dir), port=self.mqtt_port)
+        self.broker_config = BrokerConfig(
+            run_dir=broker_dir_under(self.run_dir), port=self.mqtt_port
+        )
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
 
     # -- environment and commands -------------------------------------------------------
@@ -70,7 +79,9 @@ class LocalStack:
         env.update(extra)
         return env
 
-    def roadmesh(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def roadmesh(
+        self, *args: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [sys.executable, "-m", "roadmesh.cli", *args],
             env=self.env(),
@@ -79,11 +90,13 @@ class LocalStack:
             timeout=timeout,
         )
         if check and proc.returncode != 0:
-            raise StackError(f"roadmesh {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+            raise StackError(
+                f"roadmesh {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
     def spawn(self, name: str, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
-        log = open(self.run_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 (owned by the child)
+        log = open(self.run_dir / "logs" / f"{name}.log", "ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "roadmesh.cli", *args],
             env=self.env(**extra_env),
@@ -103,8 +116,15 @@ class LocalStack:
     def prepare(self) -> None:
         """Schema and broker config (with a fresh ingest login)."""
         self.roadmesh("web", "migrate")
-        self.roadmesh("ingest", "broker", "init", "--run-dir", str(self.broker_config.run_dir),
-                      "--port", str(self.mqtt_port))
+        self.roadmesh(
+            "ingest",
+            "broker",
+            "init",
+            "--run-dir",
+            str(self.broker_config.run_dir),
+            "--port",
+            str(self.mqtt_port),
+        )
 
     def start_broker(self) -> None:
         self.broker = Broker(self.broker_config)
@@ -112,7 +132,9 @@ class LocalStack:
 
     def start_ingest(self, index: int = 0) -> subprocess.Popen[bytes]:
         name = f"ingest-{index}"
-        return self.spawn(name, "-v", "ingest", "run", ROADMESH_INGEST_CLIENT_ID=f"ingest-test-{index}")
+        return self.spawn(
+            name, "-v", "ingest", "run", ROADMESH_INGEST_CLIENT_ID=f"ingest-test-{index}"
+        )
 
     def start_web(self) -> None:
         self.spawn("web", "web", "serve", "--port", str(self.web_port))
@@ -147,17 +169,36 @@ class LocalStack:
     def provision(self, device_id: str, owner: str = "driver1") -> Path:
         device_dir = self.run_dir / "devices" / device_id
         self.roadmesh(
-            "device", "provision", "--owner", owner, "--create-owner", "--device-id", device_id,
-            "--out", str(device_dir), "--mqtt-port", str(self.mqtt_port),
-            "--broker-dir", str(self.broker_config.run_dir),
+            "device",
+            "provision",
+            "--owner",
+            owner,
+            "--create-owner",
+            "--device-id",
+            device_id,
+            "--out",
+            str(device_dir),
+            "--mqtt-port",
+            str(self.mqtt_port),
+            "--broker-dir",
+            str(self.broker_config.run_dir),
         )
         time.sleep(0.3)  # the broker re-reads its password file on SIGHUP
         return device_dir
 
-    def replay(self, drive: Path, device_dir: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def replay(
+        self, drive: Path, device_dir: Path, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         return self.roadmesh(
-            "edge", "replay", str(drive), "--device-dir", str(device_dir), "--timeout", str(timeout),
-            check=False, timeout=timeout + 60,
+            "edge",
+            "replay",
+            str(drive),
+            "--device-dir",
+            str(device_dir),
+            "--timeout",
+            str(timeout),
+            check=False,
+            timeout=timeout + 60,
         )
 
     def get(self, path: str) -> tuple[int, bytes, str]:
@@ -184,7 +225,9 @@ class LocalStack:
                 return
             for name, proc in self.processes.items():
                 if proc.poll() is not None:
-                    raise StackError(f"{name} exited {proc.returncode} while waiting for {what}:\n{self.log(name)[-3000:]}")
+                    raise StackError(
+                        f"{name} exited {proc.returncode} while waiting for {what}:\n{self.log(name)[-3000:]}"
+                    )
             time.sleep(0.2)
         raise StackError(f"timed out after {timeout}s waiting for {what}")
 

@@ -60,7 +60,13 @@ def draw(i: int, rng: np.random.Generator) -> np.ndarray:
         for k in range(4):
             x = w // 2 + side * (200 + k * 130 + (i * 7) % 40)
             top = h // 2 - int(rng.integers(60, 200))
-            cv2.rectangle(img, (x - 55, top), (x + 55, h // 2 + 10), tuple(int(v) for v in rng.integers(80, 200, 3)), -1)
+            cv2.rectangle(
+                img,
+                (x - 55, top),
+                (x + 55, h // 2 + 10),
+                tuple(int(v) for v in rng.integers(80, 200, 3)),
+                -1,
+            )
             for wy in range(top + 10, h // 2, 30):
                 cv2.rectangle(img, (x - 40, wy), (x - 20, wy + 15), (60, 50, 40), -1)
                 cv2.rectangle(img, (x + 20, wy), (x + 40, wy + 15), (60, 50, 40), -1)
@@ -68,7 +74,9 @@ def draw(i: int, rng: np.random.Generator) -> np.ndarray:
     cv2.line(img, (cx, cy), (cx, h // 2 + 40), (120, 120, 120), 5)
     cv2.circle(img, (cx, cy), r, (255, 255, 255), -1)
     cv2.circle(img, (cx, cy), r, (0, 0, 220), max(3, r // 6))
-    cv2.putText(img, "40", (cx - r // 2, cy + r // 4), cv2.FONT_HERSHEY_SIMPLEX, r / 40, (0, 0, 0), 2)
+    cv2.putText(
+        img, "40", (cx - r // 2, cy + r // 4), cv2.FONT_HERSHEY_SIMPLEX, r / 40, (0, 0, 0), 2
+    )
     noise = rng.normal(0, 4, img.shape)
     return np.clip(img + noise, 0, 255).astype(np.uint8)
 
@@ -92,7 +100,9 @@ def main() -> None:
         (OUT / name).write_bytes(buf.tobytes())
         rows.append(f"{name},{t.isoformat().replace('+00:00', 'Z')}")
     (OUT / "frames.csv").write_text("\n".join(rows) + "\n")
-    print(f"wrote {N_FRAMES} frames to {OUT} ({math.ceil(sum(p.stat().st_size for p in frames_dir.iterdir()) / 1024)} KiB)")
+    print(
+        f"wrote {N_FRAMES} frames to {OUT} ({math.ceil(sum(p.stat().st_size for p in frames_dir.iterdir()) / 1024)} KiB)"
+    )
 
 
 if __name__ == "__main__":

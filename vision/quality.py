@@ -27,7 +27,9 @@ def grey_for_analysis(image_bgr: np.ndarray) -> np.ndarray:
     grey = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY) if image_bgr.ndim == 3 else image_bgr
     h, w = grey.shape
     if w > ANALYSIS_WIDTH:
-        grey = cv2.resize(grey, (ANALYSIS_WIDTH, round(h * ANALYSIS_WIDTH / w)), interpolation=cv2.INTER_AREA)
+        grey = cv2.resize(
+            grey, (ANALYSIS_WIDTH, round(h * ANALYSIS_WIDTH / w)), interpolation=cv2.INTER_AREA
+        )
     return grey
 
 

@@ -32,5 +32,7 @@ def _serve(args: argparse.Namespace) -> int:
     from webapp.wsgi import application
 
     print(f"serving http://{args.host}:{args.port}/", flush=True)
-    waitress.serve(application, host=args.host, port=args.port, threads=args.threads, ident="roadmesh")
+    waitress.serve(
+        application, host=args.host, port=args.port, threads=args.threads, ident="roadmesh"
+    )
     return 0

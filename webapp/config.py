@@ -21,7 +21,9 @@ def env_str(name: str, default: str) -> str:
     return os.environ.get(ENV_PREFIX + name, default)
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+def env_int(
+    name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
     raw = os.environ.get(ENV_PREFIX + name)
     if raw is None or raw == "":
         return default

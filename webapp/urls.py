@@ -1,8 +1,8 @@
 from django.contrib import admin
 from django.urls import path
 
-from webapp.api import views as api
 from webapp import pages
+from webapp.api import views as api
 
 urlpatterns = [
     path("", pages.index, name="index"),

@@ -30,13 +30,17 @@ class DeviceClient:
     def __init__(self, stack: LocalStack, username: str, password: str) -> None:
         self.acks: dict[int, Any] = {}
         self.done = threading.Condition()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"raw-{username}", protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"raw-{username}", protocol=mqtt.MQTTv5
+        )
         self.client.username_pw_set(username, password)
         self.client.on_publish = self._on_publish
         self.client.connect("127.0.0.1", stack.mqtt_port)
         self.client.loop_start()
 
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any
+    ) -> None:
         with self.done:
             self.acks[mid] = reason
             self.done.notify_all()
@@ -52,12 +56,16 @@ class DeviceClient:
         self.client.loop_stop()
 
 
-def make_frame(device_id: str, seq: int, jpeg: bytes, lat: float = 60.17, lon: float = 24.94) -> protocol.Frame:
+def make_frame(
+    device_id: str, seq: int, jpeg: bytes, lat: float = 60.17, lon: float = 24.94
+) -> protocol.Frame:
     return protocol.Frame(
         device_id=device_id,
         seq=seq,
         captured_at_us=int(time.time() * 1e6),
-        position=protocol.Position(lat=lat, lon=lon, fix=protocol.FixType.FIX_3D, satellites=9, hdop=0.8),
+        position=protocol.Position(
+            lat=lat, lon=lon, fix=protocol.FixType.FIX_3D, satellites=9, hdop=0.8
+        ),
         camera_id="cam0",
         intrinsics_ref="test",
         quality=protocol.Quality(sharpness=100.0, exposure=0.5, obstruction=0.0),
@@ -70,7 +78,9 @@ def a_jpeg(sample: Path, index: int) -> bytes:
     return (sample / "frames" / f"{index:06d}.jpg").read_bytes()
 
 
-def test_a_replayed_drive_is_stored_and_served_as_geojson(stack: LocalStack, sample_drive: Path) -> None:
+def test_a_replayed_drive_is_stored_and_served_as_geojson(
+    stack: LocalStack, sample_drive: Path
+) -> None:
     device_dir = stack.provision("dev-replay")
     result = stack.replay(sample_drive, device_dir)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -85,13 +95,17 @@ def test_a_replayed_drive_is_stored_and_served_as_geojson(stack: LocalStack, sam
     assert lat == pytest.approx(60.17185, abs=1e-4) and lon == pytest.approx(24.9399, abs=1e-4)
     assert first["properties"]["captured_at"] == "2026-06-01T09:00:00.500000Z"
 
-    status, image, content_type = stack.get(f"/api/v1/images/{first['properties']['image_sha256']}.jpg")
+    status, image, content_type = stack.get(
+        f"/api/v1/images/{first['properties']['image_sha256']}.jpg"
+    )
     assert status == 200 and content_type == "image/jpeg"
     assert image == (sample_drive / "frames" / "000000.jpg").read_bytes()
     assert hashlib.sha256(image).hexdigest() == first["properties"]["image_sha256"]
 
 
-def test_replaying_the_same_drive_again_publishes_nothing_new(stack: LocalStack, sample_drive: Path) -> None:
+def test_replaying_the_same_drive_again_publishes_nothing_new(
+    stack: LocalStack, sample_drive: Path
+) -> None:
     device_dir = stack.provision("dev-again")
     assert stack.replay(sample_drive, device_dir).returncode == 0
     before = stack.wait_for_frames(12)["frames"]
@@ -104,7 +118,9 @@ def test_replaying_the_same_drive_again_publishes_nothing_new(stack: LocalStack,
 def test_a_frame_delivered_twice_is_stored_once(stack: LocalStack, sample_drive: Path) -> None:
     device_dir = stack.provision("dev-twice")
     identity = DeviceIdentity.load(device_dir)
-    payload = protocol.encode(make_frame("dev-twice", 1, a_jpeg(sample_drive, 3)), load_key(device_dir))
+    payload = protocol.encode(
+        make_frame("dev-twice", 1, a_jpeg(sample_drive, 3)), load_key(device_dir)
+    )
     before = stack.stats()["frames"]
     client = DeviceClient(stack, identity.mqtt.username, identity.mqtt.password)
     try:
@@ -133,15 +149,21 @@ def test_a_tampered_frame_is_rejected_and_recorded(stack: LocalStack, sample_dri
         tampered[i] = moved[i]
     client = DeviceClient(stack, identity.mqtt.username, identity.mqtt.password)
     try:
-        assert not client.publish(protocol.topic_for("dev-tamper", protocol.Channel.FRAMES), bytes(tampered)).is_failure
+        assert not client.publish(
+            protocol.topic_for("dev-tamper", protocol.Channel.FRAMES), bytes(tampered)
+        ).is_failure
     finally:
         client.close()
-    stack.wait_for(lambda: stack.stats()["rejected"].get("bad_signature", 0) >= 1, 10, "the rejection")
+    stack.wait_for(
+        lambda: stack.stats()["rejected"].get("bad_signature", 0) >= 1, 10, "the rejection"
+    )
     body = stack.get_json(f"/api/v1/frames?bbox={HELSINKI_BBOX}")
     assert not [f for f in body["features"] if f["properties"]["device"] == "dev-tamper"]
 
 
-def test_a_frame_from_an_unregistered_device_is_rejected_and_recorded(stack: LocalStack, sample_drive: Path) -> None:
+def test_a_frame_from_an_unregistered_device_is_rejected_and_recorded(
+    stack: LocalStack, sample_drive: Path
+) -> None:
     # A broker login without a registered device (e.g. an externally managed broker).
     users_file = stack.broker_config.run_dir / SERVICE_USERS_FILE
     users = json.loads(users_file.read_text())
@@ -153,10 +175,14 @@ def test_a_frame_from_an_unregistered_device_is_rejected_and_recorded(stack: Loc
     payload = protocol.encode(make_frame("dev-ghost", 1, a_jpeg(sample_drive, 5)), ghost_key)
     client = DeviceClient(stack, "dev-ghost", "ghost-password")
     try:
-        assert not client.publish(protocol.topic_for("dev-ghost", protocol.Channel.FRAMES), payload).is_failure
+        assert not client.publish(
+            protocol.topic_for("dev-ghost", protocol.Channel.FRAMES), payload
+        ).is_failure
     finally:
         client.close()
-    stack.wait_for(lambda: stack.stats()["rejected"].get("unregistered_device", 0) >= 1, 10, "the rejection")
+    stack.wait_for(
+        lambda: stack.stats()["rejected"].get("unregistered_device", 0) >= 1, 10, "the rejection"
+    )
 
 
 def test_the_broker_refuses_a_device_publishing_under_another_devices_topic(
@@ -166,7 +192,9 @@ def test_the_broker_refuses_a_device_publishing_under_another_devices_topic(
     attacker_dir = stack.provision("dev-attacker")
     attacker = DeviceIdentity.load(attacker_dir)
     # Even a frame correctly signed by the victim's key cannot be injected by another login.
-    payload = protocol.encode(make_frame("dev-victim", 1, a_jpeg(sample_drive, 6)), load_key(victim_dir))
+    payload = protocol.encode(
+        make_frame("dev-victim", 1, a_jpeg(sample_drive, 6)), load_key(victim_dir)
+    )
     client = DeviceClient(stack, attacker.mqtt.username, attacker.mqtt.password)
     try:
         reason = client.publish(protocol.topic_for("dev-victim", protocol.Channel.FRAMES), payload)

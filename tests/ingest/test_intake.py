@@ -42,12 +42,16 @@ def device(key: Ed25519PrivateKey) -> Device:
     return device
 
 
-def frame(seq: int = 1, jpeg: bytes = JPEG, device_id: str = "dev-one", lat: float = 60.17) -> protocol.Frame:
+def frame(
+    seq: int = 1, jpeg: bytes = JPEG, device_id: str = "dev-one", lat: float = 60.17
+) -> protocol.Frame:
     return protocol.Frame(
         device_id=device_id,
         seq=seq,
         captured_at_us=1_780_000_000_000_000,
-        position=protocol.Position(lat=lat, lon=24.94, heading_deg=90.0, speed_mps=10.0, satellites=8, hdop=0.9),
+        position=protocol.Position(
+            lat=lat, lon=24.94, heading_deg=90.0, speed_mps=10.0, satellites=8, hdop=0.9
+        ),
         camera_id="cam0",
         intrinsics_ref="test",
         quality=protocol.Quality(sharpness=120.0, exposure=0.5, obstruction=0.0),
@@ -74,7 +78,9 @@ def test_it_stores_a_valid_frame_with_its_image_and_h3_cells(
     assert h3.cell_to_parent(h3.int_to_str(row.h3_r12), 9) == h3.int_to_str(row.h3_r9)
 
 
-def test_it_stores_a_frame_delivered_twice_once(intake: FrameIntake, device: Device, key: Ed25519PrivateKey) -> None:
+def test_it_stores_a_frame_delivered_twice_once(
+    intake: FrameIntake, device: Device, key: Ed25519PrivateKey
+) -> None:
     payload = protocol.encode(frame(), key)
     first = intake.handle(TOPIC, payload)
     second = intake.handle(TOPIC, payload)
@@ -102,13 +108,19 @@ def test_it_rejects_a_frame_signed_by_another_key(intake: FrameIntake, device: D
     assert Frame.objects.count() == 0
 
 
-def test_it_rejects_a_frame_from_an_unregistered_device(intake: FrameIntake, key: Ed25519PrivateKey) -> None:
-    outcome = intake.handle("devices/dev-ghost/frames", protocol.encode(frame(device_id="dev-ghost"), key))
+def test_it_rejects_a_frame_from_an_unregistered_device(
+    intake: FrameIntake, key: Ed25519PrivateKey
+) -> None:
+    outcome = intake.handle(
+        "devices/dev-ghost/frames", protocol.encode(frame(device_id="dev-ghost"), key)
+    )
     assert (outcome.status, outcome.reason) == ("rejected", "unregistered_device")
     assert RejectedMessage.objects.get().device_id == "dev-ghost"
 
 
-def test_it_rejects_frames_from_a_revoked_device(intake: FrameIntake, device: Device, key: Ed25519PrivateKey) -> None:
+def test_it_rejects_frames_from_a_revoked_device(
+    intake: FrameIntake, device: Device, key: Ed25519PrivateKey
+) -> None:
     revoke_device("dev-one")
     outcome = intake.handle(TOPIC, protocol.encode(frame(), key))
     assert (outcome.status, outcome.reason) == ("rejected", "revoked_device")
@@ -138,14 +150,18 @@ def test_it_rejects_malformed_payloads_with_a_reason(
     assert RejectedMessage.objects.get().payload_bytes == len(payload)
 
 
-def test_it_counts_a_rejected_payload_seen_again_instead_of_storing_it_twice(intake: FrameIntake, device: Device) -> None:
+def test_it_counts_a_rejected_payload_seen_again_instead_of_storing_it_twice(
+    intake: FrameIntake, device: Device
+) -> None:
     intake.handle(TOPIC, b"garbage")
     intake.handle(TOPIC, b"garbage")
     rejected = RejectedMessage.objects.get()
     assert rejected.times_seen == 2
 
 
-def test_it_rejects_a_malformed_topic(intake: FrameIntake, device: Device, key: Ed25519PrivateKey) -> None:
+def test_it_rejects_a_malformed_topic(
+    intake: FrameIntake, device: Device, key: Ed25519PrivateKey
+) -> None:
     outcome = intake.handle("devices/dev-one/frames/extra", protocol.encode(frame(), key))
     assert (outcome.status, outcome.reason) == ("rejected", "bad_topic")
 
@@ -156,7 +172,9 @@ def test_it_flags_the_same_image_sent_by_a_second_device(
     other_key = protocol.generate_private_key()
     register_device(device.owner, "dev-two", protocol.public_key_bytes(other_key))
     intake.handle(TOPIC, protocol.encode(frame(), key))
-    outcome = intake.handle("devices/dev-two/frames", protocol.encode(frame(device_id="dev-two"), other_key))
+    outcome = intake.handle(
+        "devices/dev-two/frames", protocol.encode(frame(device_id="dev-two"), other_key)
+    )
     assert outcome.status == "stored"
     row = Frame.objects.get(pk=outcome.frame_id)
     assert row.state == Frame.State.FLAGGED and row.flags == ["duplicate_image_other_device"]
@@ -166,9 +184,19 @@ def test_a_status_message_marks_the_device_online_and_offline(
     intake: FrameIntake, device: Device, key: Ed25519PrivateKey
 ) -> None:
     topic = "devices/dev-one/status"
-    intake.handle(topic, protocol.encode(protocol.Status("dev-one", 1_780_000_000_000_000, protocol.DeviceState.ONLINE), key))
+    intake.handle(
+        topic,
+        protocol.encode(
+            protocol.Status("dev-one", 1_780_000_000_000_000, protocol.DeviceState.ONLINE), key
+        ),
+    )
     device.refresh_from_db()
     assert device.online and device.last_seen_at is not None
-    intake.handle(topic, protocol.encode(protocol.Status("dev-one", 1_780_000_000_000_001, protocol.DeviceState.OFFLINE), key))
+    intake.handle(
+        topic,
+        protocol.encode(
+            protocol.Status("dev-one", 1_780_000_000_000_001, protocol.DeviceState.OFFLINE), key
+        ),
+    )
     device.refresh_from_db()
     assert not device.online

@@ -67,13 +67,39 @@ class PostgresServer:
             os.chmod(base, 0o755)
             shutil.chown(base, "postgres", "postgres")
         subprocess.run(
-            _as_owner([_bin("initdb"), "-D", str(data), "-U", server.user, "--auth=trust", "-E", "UTF8", "--no-sync"]),
+            _as_owner(
+                [
+                    _bin("initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    server.user,
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ]
+            ),
             check=True,
             capture_output=True,
         )
-        opts = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        opts = (
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        )
         subprocess.run(
-            _as_owner([_bin("pg_ctl"), "-D", str(data), "-o", opts, "-l", str(base / "postgres.log"), "-w", "start"]),
+            _as_owner(
+                [
+                    _bin("pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-o",
+                    opts,
+                    "-l",
+                    str(base / "postgres.log"),
+                    "-w",
+                    "start",
+                ]
+            ),
             check=True,
             capture_output=True,
         )

@@ -21,16 +21,32 @@ def frames() -> list[Frame]:
     for i, (lat, lon) in enumerate([(60.17, 24.94), (60.18, 24.95), (61.0, 25.5)]):
         rows.append(
             Frame.objects.create(
-                device=device, seq=i + 1, captured_at=datetime(2026, 6, 1, 9, 0, i, tzinfo=UTC),
-                lat=lat, lon=lon, fix_type=2, satellites=9, hdop=0.8, camera_id="cam0", intrinsics_ref="t",
-                h3_r12=1, h3_r9=1, h3_r7=1, image_sha256=f"{i:064x}", image_bytes=100,
-                quality_sharpness=1.0, quality_exposure=0.5, quality_obstruction=0.0,
+                device=device,
+                seq=i + 1,
+                captured_at=datetime(2026, 6, 1, 9, 0, i, tzinfo=UTC),
+                lat=lat,
+                lon=lon,
+                fix_type=2,
+                satellites=9,
+                hdop=0.8,
+                camera_id="cam0",
+                intrinsics_ref="t",
+                h3_r12=1,
+                h3_r9=1,
+                h3_r7=1,
+                image_sha256=f"{i:064x}",
+                image_bytes=100,
+                quality_sharpness=1.0,
+                quality_exposure=0.5,
+                quality_obstruction=0.0,
             )
         )
     return rows
 
 
-def test_it_returns_the_frames_inside_the_bbox_as_geojson(client: Client, frames: list[Frame]) -> None:
+def test_it_returns_the_frames_inside_the_bbox_as_geojson(
+    client: Client, frames: list[Frame]
+) -> None:
     response = client.get("/api/v1/frames", {"bbox": "24.9,60.1,25.0,60.2"})
     assert response.status_code == 200
     assert response["Content-Type"] == "application/geo+json"
@@ -58,7 +74,9 @@ def test_it_says_when_the_limit_cut_the_result(client: Client, frames: list[Fram
         ({"bbox": "0,0,1,1", "limit": "x"}, "limit must be an integer"),
     ],
 )
-def test_it_rejects_a_bad_query_with_a_clear_message(client: Client, query: dict[str, str], message: str) -> None:
+def test_it_rejects_a_bad_query_with_a_clear_message(
+    client: Client, query: dict[str, str], message: str
+) -> None:
     response = client.get("/api/v1/frames", query)
     assert response.status_code == 400
     assert message in response.json()["error"]

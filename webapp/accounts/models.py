@@ -24,7 +24,9 @@ class User(AbstractUser):
         OPERATOR = "operator"
 
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.DRIVER)
-    wallet_address = models.CharField(max_length=42, blank=True, default="", validators=[validate_wallet])
+    wallet_address = models.CharField(
+        max_length=42, blank=True, default="", validators=[validate_wallet]
+    )
 
     def __str__(self) -> str:
         return f"{self.username} ({self.role})"

@@ -34,12 +34,19 @@ class BBox:
             raise BadRequest("bbox is required: bbox=min_lon,min_lat,max_lon,max_lat")
         parts = raw.split(",")
         if len(parts) != 4:
-            raise BadRequest("bbox needs four comma-separated numbers: min_lon,min_lat,max_lon,max_lat")
+            raise BadRequest(
+                "bbox needs four comma-separated numbers: min_lon,min_lat,max_lon,max_lat"
+            )
         try:
             min_lon, min_lat, max_lon, max_lat = (float(p) for p in parts)
         except ValueError:
             raise BadRequest(f"bbox has a value that is not a number: {raw!r}") from None
-        if not (-180 <= min_lon <= 180 and -180 <= max_lon <= 180 and -90 <= min_lat <= 90 and -90 <= max_lat <= 90):
+        if not (
+            -180 <= min_lon <= 180
+            and -180 <= max_lon <= 180
+            and -90 <= min_lat <= 90
+            and -90 <= max_lat <= 90
+        ):
             raise BadRequest("bbox is outside WGS84 bounds")
         if min_lon > max_lon or min_lat > max_lat:
             raise BadRequest("bbox minimum is greater than its maximum")
@@ -84,7 +91,10 @@ def frame_feature(frame: Frame, request: HttpRequest) -> dict[str, Any]:
                 "exposure": frame.quality_exposure,
                 "obstruction": frame.quality_obstruction,
             },
-            "privacy": {"faces_blurred": frame.faces_blurred, "plates_blurred": frame.plates_blurred},
+            "privacy": {
+                "faces_blurred": frame.faces_blurred,
+                "plates_blurred": frame.plates_blurred,
+            },
             "state": frame.state,
         },
     }
@@ -101,7 +111,10 @@ def frames(request: HttpRequest) -> HttpResponse:
         return _error(400, str(exc))
     query = (
         Frame.objects.filter(
-            lon__gte=bbox.min_lon, lon__lte=bbox.max_lon, lat__gte=bbox.min_lat, lat__lte=bbox.max_lat
+            lon__gte=bbox.min_lon,
+            lon__lte=bbox.max_lon,
+            lat__gte=bbox.min_lat,
+            lat__lte=bbox.max_lat,
         )
         .select_related("device")
         .order_by("captured_at", "id")[: limit + 1]

@@ -12,7 +12,9 @@ class Device(models.Model):
         REVOKED = "revoked"
 
     device_id = models.CharField(max_length=64, unique=True)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="devices")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="devices"
+    )
     public_key = models.BinaryField(max_length=32)
     mqtt_password_hash = models.CharField(max_length=255, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
@@ -58,11 +60,15 @@ class Frame(models.Model):
     quality_obstruction = models.FloatField()
     faces_blurred = models.PositiveIntegerField(default=0)
     plates_blurred = models.PositiveIntegerField(default=0)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.ACCEPTED, db_index=True)
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.ACCEPTED, db_index=True
+    )
     flags = models.JSONField(default=list, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["device", "seq"], name="frame_device_seq_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["device", "seq"], name="frame_device_seq_unique")
+        ]
         indexes = [models.Index(fields=["lat", "lon"], name="frame_lat_lon")]
 
     def __str__(self) -> str:

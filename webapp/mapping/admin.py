@@ -11,7 +11,16 @@ class DetectionAdmin(admin.ModelAdmin):
 
 @admin.register(MapFeature)
 class MapFeatureAdmin(admin.ModelAdmin):
-    list_display = ("label", "lat", "lon", "uncertainty_m", "status", "n_passes", "n_devices", "last_seen_at")
+    list_display = (
+        "label",
+        "lat",
+        "lon",
+        "uncertainty_m",
+        "status",
+        "n_passes",
+        "n_devices",
+        "last_seen_at",
+    )
     list_filter = ("label", "status")
 
 

@@ -44,7 +44,9 @@ class MapFeature(models.Model):
     n_devices = models.PositiveIntegerField(default=0)
     first_seen_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE, db_index=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.CANDIDATE, db_index=True
+    )
 
     def __str__(self) -> str:
         return f"{self.label} @ {self.lat:.6f},{self.lon:.6f} ({self.status})"
@@ -57,7 +59,9 @@ class ReviewTask(models.Model):
 
     feature = models.ForeignKey(MapFeature, on_delete=models.CASCADE, related_name="review_tasks")
     detection = models.ForeignKey(Detection, null=True, blank=True, on_delete=models.SET_NULL)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN, db_index=True)
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.OPEN, db_index=True
+    )
     is_gold = models.BooleanField(default=False)
     gold_label = models.CharField(max_length=48, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -74,13 +78,17 @@ class Vote(models.Model):
         RELABEL = "relabel"
 
     task = models.ForeignKey(ReviewTask, on_delete=models.CASCADE, related_name="votes")
-    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="votes")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="votes"
+    )
     verdict = models.CharField(max_length=16, choices=Verdict.choices)
     label = models.CharField(max_length=48, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["task", "reviewer"], name="vote_once_per_task")]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "reviewer"], name="vote_once_per_task")
+        ]
 
     def __str__(self) -> str:
         return f"{self.verdict} by {self.reviewer_id} on {self.task_id}"

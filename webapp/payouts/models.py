@@ -25,7 +25,9 @@ class Epoch(models.Model):
 
 class Allocation(models.Model):
     epoch = models.ForeignKey(Epoch, on_delete=models.PROTECT, related_name="allocations")
-    account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="allocations")
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="allocations"
+    )
     wallet_address = models.CharField(max_length=42)
     # token base units (18 decimals) as a decimal string-safe integer
     amount = models.DecimalField(max_digits=78, decimal_places=0)
@@ -33,7 +35,9 @@ class Allocation(models.Model):
     breakdown = models.JSONField(default=dict, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["epoch", "account"], name="allocation_once_per_epoch")]
+        constraints = [
+            models.UniqueConstraint(fields=["epoch", "account"], name="allocation_once_per_epoch")
+        ]
 
     def __str__(self) -> str:
         return f"{self.account_id} in {self.epoch_id}: {self.amount}"
