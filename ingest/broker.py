@@ -86,6 +86,10 @@ class BrokerConfig:
     port: int = 1883
     host: str = "127.0.0.1"
     autosave_interval_s: int = 2
+    # As root, Mosquitto drops to this user, which must own its files; None: run as we are.
+    drop_to_user: str | None = field(
+        default_factory=lambda: "mosquitto" if os.geteuid() == 0 else None
+    )
     extra_lines: list[str] = field(default_factory=list)
 
     @property
@@ -133,20 +137,20 @@ class BrokerConfig:
             "persistent_client_expiration 14d",
             *self.extra_lines,
         ]
-        if os.geteuid() == 0:
-            lines.append("user mosquitto")
+        if self.drop_to_user is not None:
+            lines.append(f"user {self.drop_to_user}")
         return "\n".join(lines) + "\n"
 
 
-def _chown_for_broker(paths: Iterable[Path]) -> None:
-    """As root, Mosquitto drops to user `mosquitto`, which must own what it reads and writes."""
-    if os.geteuid() != 0:
+def _chown_for_broker(config: BrokerConfig, paths: Iterable[Path]) -> None:
+    """As root, Mosquitto drops to `config.drop_to_user`, which must own what it reads and writes."""
+    if config.drop_to_user is None or os.geteuid() != 0:
         return
     try:
-        entry = pwd.getpwnam("mosquitto")
+        entry = pwd.getpwnam(config.drop_to_user)
     except KeyError:
         raise BrokerError(
-            "running as root but there is no `mosquitto` user; install the mosquitto package"
+            f"there is no user {config.drop_to_user!r} for Mosquitto to run as; install the mosquitto package"
         ) from None
     for path in paths:
         os.chown(path, entry.pw_uid, entry.pw_gid)
@@ -175,13 +179,14 @@ def write_config(config: BrokerConfig, users: Mapping[str, str]) -> None:
     config.log_path.touch(exist_ok=True)
     os.chmod(config.log_path, 0o600)
     _chown_for_broker(
-        [config.run_dir, config.data_dir, config.conf_path, config.acl_path, config.log_path]
+        config,
+        [config.run_dir, config.data_dir, config.conf_path, config.acl_path, config.log_path],
     )
 
 
 def write_password_file(config: BrokerConfig, users: Mapping[str, str]) -> None:
     write_private(config.passwd_path, password_file_text(users))
-    _chown_for_broker([config.passwd_path])
+    _chown_for_broker(config, [config.passwd_path])
 
 
 def write_private(path: Path, text: str) -> None:
