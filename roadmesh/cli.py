@@ -21,7 +21,7 @@ COMMANDS: dict[str, str] = {
     "web": "webapp.cli",
     "sim": "sim.cli",
     "vision": "vision.cli",
-    "rewards": "rewards.cli",
+    "rewards": "webapp.cli_rewards",
     "demo": "roadmesh.demo",
 }
 

@@ -1,0 +1,1 @@
+"""Pure epoch scoring: coverage, freshness, quality, reviewers; the Merkle tree of allocations."""
