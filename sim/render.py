@@ -116,6 +116,7 @@ class Renderer:
         frame_seed: int = 0,
         jpeg_quality: int | None = None,
         noise: bool = True,
+        extra_features: list[MapFeature] | None = None,
     ) -> RenderResult:
         if isinstance(cond, str):
             cond = CONDITIONS[cond]
@@ -129,7 +130,7 @@ class Renderer:
         self._ids = np.zeros((H, W), np.uint16)
         self._labels: list[tuple[int, str, str, FloatArray, float, int]] = []  # id, cls, obj, uv, dist, drawn px
         self._draw_ground()
-        self._draw_vertical(actors)
+        self._draw_vertical(actors, extra_features or [])
         labels = self._finish_labels()
         # post effects, in the order light meets the sensor
         if cond.glare:
@@ -229,7 +230,7 @@ class Renderer:
                 cv2.fillPoly(self._img, polys, col, cv2.LINE_8, SHIFT)
 
     # ------------------------------------------------------------------ vertical
-    def _draw_vertical(self, actors: Actors | None) -> None:
+    def _draw_vertical(self, actors: Actors | None, extra: list[MapFeature]) -> None:
         sc = self.scene
         cxy = self._C[:2]
         fwd = self._R[2, :2]
@@ -266,6 +267,10 @@ class Renderer:
             if actors.people:
                 idx, d = visible_idx(actors.ped_kd, actors.ped_xy, 70.0, 2.0)
                 items += [(float(dd), 4, int(k)) for k, dd in zip(idx, d, strict=True)]
+        for k, f in enumerate(extra):
+            dd = float(np.hypot(f.east - cxy[0], f.north - cxy[1]))
+            if dd < 110.0:
+                items.append((dd, 5, k))
         items.sort(key=lambda it: -it[0])
         for dist, kind, k in items:
             if kind == 0:
@@ -278,6 +283,8 @@ class Renderer:
                 self._car(actors.cars[k], dist)
             elif kind == 4 and actors is not None:
                 self._person(actors.people[k], dist)
+            elif kind == 5:
+                self._feature(extra[k], dist)
 
     def _colour(self, base: tuple[int, int, int] | NDArray[np.uint8], dist: float, xy: FloatArray | None = None, gain: float = 1.0) -> tuple[int, int, int]:
         cond = self._cond

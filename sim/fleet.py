@@ -1,0 +1,232 @@
+"""A fleet of simulated devices driving at once: mostly honest, some adversarial, each
+labelled in ``fleet.json``. Work is spread over processes; output is deterministic under
+a seed (same seed -> identical ground truth and NMEA; frames are rendered deterministically).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import queue
+import time
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from sim.conditions import CameraFaults
+from sim.drive import DriveSpec, default_start, load_context, plan_drive, record
+from sim.world import ATTRIBUTION
+
+logger = logging.getLogger(__name__)
+
+ADVERSARY_KINDS = (
+    "gnss_spoofer", "replayer", "duplicate_farmer", "stationary_farmer", "loop_camper", "cloned_key", "bad_camera",
+)
+ROLE_NOTES = {
+    "honest": "drives and records normally",
+    "gnss_spoofer": "honest first third; then a teleport, 20 s at 288 km/h, then a smooth fake track elsewhere that the images contradict (see truth/fixes.csv note)",
+    "replayer": "second half re-sends the first half's frames and its old GNSS fixes with new timestamps",
+    "duplicate_farmer": "two devices upload the same drive: the copy is slightly cropped, re-toned and recompressed, track jittered",
+    "stationary_farmer": "parked at the kerb the whole time, still recording and sending",
+    "loop_camper": "drives the same few blocks (within ~220 m of home) all the time",
+    "cloned_key": "two devices with one identity (device_id and key) driving in two places at once",
+    "bad_camera": "blurred, obstructed or dark camera",
+}
+
+
+@dataclass
+class Device:
+    dir: str
+    device_id: str
+    role: str
+    detail: str = ""
+    pair: str = ""  # the other device of a duplicate/cloned pair
+    spec: DriveSpec | None = None
+    copy_of: str = ""  # duplicate farmer's copy: rendered with its original
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.spec
+        d: dict[str, Any] = {"dir": self.dir, "device_id": self.device_id, "role": self.role, "adversarial": self.role != "honest"}
+        if self.detail:
+            d["detail"] = self.detail
+        if self.pair:
+            d["pair"] = self.pair
+        if s is not None:
+            d.update({"start_time_utc": s.start_utc.isoformat(timespec="milliseconds").replace("+00:00", "Z"), "seed": s.seed,
+                      "mode": s.mode, "light": s.light})
+            if s.faults is not None:
+                d["faults"] = {"blur_sigma": s.faults.blur_sigma, "obstruction": s.faults.obstruction, "exposure": s.faults.exposure}
+        d["note"] = ROLE_NOTES[self.role]
+        return d
+
+
+@dataclass
+class FleetPlan:
+    seed: int
+    devices: list[Device] = field(default_factory=list)
+
+
+def plan_fleet(n: int, minutes: float, seed: int, adversaries: str = "auto", fps: float = 5.0, width: int = 1280,
+               height: int = 720, gnss_hz: float = 1.0, light: str = "day") -> FleetPlan:
+    """Assign roles. adversaries: "auto" (~30 % of devices), "all" (one of each kind),
+    "none", or a comma list of kinds."""
+    rng = np.random.default_rng([seed, 100])
+    if adversaries == "none":
+        kinds: list[str] = []
+    elif adversaries == "all":
+        kinds = list(ADVERSARY_KINDS)
+    elif adversaries == "auto":
+        k = int(round(0.3 * n)) if n >= 3 else 0
+        order = list(rng.permutation(ADVERSARY_KINDS))
+        kinds, used = [], 0
+        for kind in order * 3:
+            cost = 2 if kind in ("duplicate_farmer", "cloned_key") else 1
+            if used + cost > k:
+                continue
+            kinds.append(str(kind))
+            used += cost
+            if used >= k:
+                break
+    else:
+        kinds = [x.strip() for x in adversaries.split(",") if x.strip()]
+        bad = [x for x in kinds if x not in ADVERSARY_KINDS]
+        if bad:
+            raise ValueError(f"unknown adversary kind(s): {', '.join(bad)} (choose from {', '.join(ADVERSARY_KINDS)})")
+    need = sum(2 if x in ("duplicate_farmer", "cloned_key") else 1 for x in kinds)
+    if need > n:
+        raise ValueError(f"{n} devices cannot hold adversaries {kinds} ({need} devices needed)")
+    roles: list[tuple[str, str]] = [("honest", "")] * n
+    slots = list(rng.permutation(n))
+    for kind in kinds:
+        if kind in ("duplicate_farmer", "cloned_key"):
+            a, b = int(slots.pop()), int(slots.pop())
+            roles[a] = (kind, "original")
+            roles[b] = (kind, "copy" if kind == "duplicate_farmer" else "clone")
+            roles[a] = (kind, f"original:{b}")
+            roles[b] = (kind, f"{roles[b][1]}:{a}")
+        else:
+            roles[int(slots.pop())] = (kind, "")
+    base = default_start(seed)
+    plan = FleetPlan(seed)
+    for i, (role, detail) in enumerate(roles):
+        dev = f"dev{i:02d}" if n <= 100 else f"dev{i:04d}"
+        spec = DriveSpec(dev, seed * 10007 + i, base + timedelta(seconds=7 * i), minutes * 60.0, fps, width, height,
+                         gnss_hz=gnss_hz, light=light)
+        d = Device(dev, dev, role, spec=spec)
+        if role == "gnss_spoofer":
+            d.spec = replace(spec, spoof=True)
+        elif role == "replayer":
+            d.spec = replace(spec, replay=True)
+        elif role == "stationary_farmer":
+            d.spec = replace(spec, mode="parked")
+        elif role == "loop_camper":
+            d.spec = replace(spec, mode="loop")
+        elif role == "bad_camera":
+            which = ("blurred", "obstructed", "dark")[int(rng.integers(0, 3))]
+            f = {"blurred": CameraFaults(blur_sigma=4.0), "obstructed": CameraFaults(obstruction=0.35), "dark": CameraFaults(exposure=0.22)}[which]
+            d.spec = replace(spec, faults=f)
+            d.detail = which
+        plan.devices.append(d)
+    for i, (role, detail) in enumerate(roles):
+        if role in ("duplicate_farmer", "cloned_key"):
+            what, other = detail.split(":")
+            d = plan.devices[i]
+            d.detail = what
+            d.pair = plan.devices[int(other)].dir
+    for d in plan.devices:
+        if d.role == "cloned_key" and d.detail == "clone":
+            d.device_id = next(o.device_id for o in plan.devices if o.dir == d.pair)
+            assert d.spec is not None
+            d.spec = replace(d.spec, key_id=d.device_id)
+        if d.role == "duplicate_farmer" and d.detail == "copy":
+            d.copy_of = d.pair
+    return plan
+
+
+_progress: Any = None
+
+
+def _init_worker(q: Any) -> None:
+    global _progress
+    _progress = q
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _job(args: tuple[str, dict[str, Any], str | None, dict[str, Any] | None, str | None]) -> str:
+    out_dir, spec_d, copy_dir, copy_spec_d, world_dir = args
+    spec: DriveSpec = spec_d["spec"]
+    ctx = load_context(Path(world_dir) if world_dir else None)
+    sim = plan_drive(ctx, spec)
+    copy_to = None
+    if copy_dir is not None and copy_spec_d is not None:
+        copy_to = (Path(copy_dir), copy_spec_d["device_id"], copy_spec_d["spec"])
+    q = _progress
+
+    def tick(n: int) -> None:
+        if q is not None:
+            q.put(n)
+
+    record(ctx, sim, Path(out_dir), progress=tick, copy_to=copy_to)
+    return out_dir
+
+
+def run_fleet(plan: FleetPlan, out: Path, workers: int | None = None, world_dir: Path | None = None, show_progress: bool = True) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "devices").mkdir(exist_ok=True)
+    jobs = []
+    by_dir = {d.dir: d for d in plan.devices}
+    total = 0
+    for d in plan.devices:
+        assert d.spec is not None
+        total += int(round(d.spec.duration_s * d.spec.fps))
+        if d.copy_of:
+            continue  # written by its original's job
+        copy = next((o for o in plan.devices if o.copy_of == d.dir), None)
+        jobs.append((
+            str(out / "devices" / d.dir), {"spec": d.spec},
+            str(out / "devices" / copy.dir) if copy else None,
+            {"device_id": copy.device_id, "spec": copy.spec} if copy else None,
+            str(world_dir) if world_dir else None,
+        ))
+    # longest jobs (pairs) first for a better spread over the workers
+    jobs.sort(key=lambda j: j[2] is None)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    t0 = time.time()
+    ctxm = mp.get_context("fork")
+    q = ctxm.Queue()
+    bar = tqdm(total=total, unit="frame", desc="sim fleet", disable=not show_progress)
+    with ctxm.Pool(workers, initializer=_init_worker, initargs=(q,)) as pool:
+        pending = pool.map_async(_job, jobs, chunksize=1)
+        while True:
+            try:
+                bar.update(q.get(timeout=0.5))
+            except queue.Empty:
+                pass
+            if pending.ready():
+                while True:
+                    try:
+                        bar.update(q.get_nowait())
+                    except queue.Empty:
+                        break
+                break
+        pending.get()
+    bar.close()
+    elapsed = time.time() - t0
+    doc = {
+        "format": "roadmesh-fleet/1",
+        "seed": plan.seed,
+        "map_attribution": ATTRIBUTION,
+        "devices": [d.to_dict() for d in plan.devices],
+        "roles": {k: v for k, v in ROLE_NOTES.items()},
+    }
+    (out / "fleet.json").write_text(json.dumps(doc, indent=2) + "\n")
+    del by_dir
+    return {"devices": len(plan.devices), "frames": total, "seconds": round(elapsed, 1), "fps": round(total / max(elapsed, 1e-9), 1)}
