@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what is missing for `make demo` / `make test` on Debian/Ubuntu:
-#   system packages (mosquitto; postgresql for tests) with apt, when root or with sudo;
+#   system packages (mosquitto; postgresql and chromium for tests) with apt, when root or with sudo;
 #   the Python virtual environment .venv with the project and its [cpu,dev] extras;
 #   npm packages, when package.json lists any.
 # Safe to run again: each step is skipped when already done.
@@ -24,6 +24,9 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
 fi
 if [ "$purpose" = test ] && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null 2>&1; then
     missing+=(postgresql)
+fi
+if [ "$purpose" = test ] && ! command -v chromium >/dev/null 2>&1; then
+    missing+=(chromium)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "${ROADMESH_NO_APT:-0}" = 1 ]; then

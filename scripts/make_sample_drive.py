@@ -1,12 +1,15 @@
 """Write sample_data/drives/sample: 12 drawn 1280x720 road frames and a 1 Hz NMEA log.
 
 A placeholder recorded drive for the skeleton's end-to-end path (the simulator renders
-realistic drives). The path runs north along Mannerheimintie, Helsinki, at ~10 m/s.
+realistic drives). The path follows Kaisaniemenkatu, Helsinki (road r34 of
+sample_data/world/roads.geojson, © OpenStreetMap contributors) at 10 m/s.
 Run: .venv/bin/python scripts/make_sample_drive.py
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,8 +19,9 @@ import numpy as np
 
 OUT = Path(__file__).resolve().parent.parent / "sample_data" / "drives" / "sample"
 START = datetime(2026, 6, 1, 9, 0, 0, tzinfo=UTC)
-LAT0, LON0 = 60.17180, 24.93990
-SPEED = 10.0  # m/s, heading north
+ROADS = OUT.parent.parent / "world" / "roads.geojson"
+ROAD_ID = "r34"
+SPEED = 10.0  # m/s
 N_FRAMES = 12
 
 
@@ -36,12 +40,32 @@ def dm(value: float, lat: bool) -> tuple[str, str]:
     return (f"{deg:02d}{minutes:07.4f}" if lat else f"{deg:03d}{minutes:07.4f}"), hemi
 
 
-def sentences(t: datetime, lat: float, lon: float) -> list[str]:
+def along_road(distance_m: float) -> tuple[float, float, float]:
+    """(lat, lon, course_deg) at `distance_m` along the road's polyline."""
+    road = next(f for f in json.loads(ROADS.read_text())["features"] if f["id"] == ROAD_ID)
+    coords = road["geometry"]["coordinates"]
+    left = distance_m
+    for (lon1, lat1), (lon2, lat2) in itertools.pairwise(coords):
+        kx = 111_320.0 * math.cos(math.radians(lat1))
+        dx, dy = (lon2 - lon1) * kx, (lat2 - lat1) * 110_574.0
+        seg = math.hypot(dx, dy)
+        if left <= seg:
+            w = left / seg
+            return (
+                lat1 + w * (lat2 - lat1),
+                lon1 + w * (lon2 - lon1),
+                math.degrees(math.atan2(dx, dy)) % 360,
+            )
+        left -= seg
+    raise ValueError("the drive is longer than the road")
+
+
+def sentences(t: datetime, lat: float, lon: float, course: float) -> list[str]:
     hhmmss = t.strftime("%H%M%S") + ".00"
     la, ns = dm(lat, True)
     lo, ew = dm(lon, False)
     gga = f"GPGGA,{hhmmss},{la},{ns},{lo},{ew},1,09,0.9,18.0,M,19.5,M,,"
-    rmc = f"GPRMC,{hhmmss},A,{la},{ns},{lo},{ew},{SPEED / 0.514444:.1f},0.0,{t.strftime('%d%m%y')},,,A"
+    rmc = f"GPRMC,{hhmmss},A,{la},{ns},{lo},{ew},{SPEED / 0.514444:.1f},{course:.1f},{t.strftime('%d%m%y')},,,A"
     return [f"${s}*{nmea_checksum(s)}" for s in (gga, rmc)]
 
 
@@ -85,11 +109,10 @@ def main() -> None:
     rng = np.random.default_rng(7)
     frames_dir = OUT / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
-    m_per_deg_lat = 111_320.0
     lines: list[str] = []
     for s in range(N_FRAMES + 2):
         t = START + timedelta(seconds=s)
-        lines += sentences(t, LAT0 + s * SPEED / m_per_deg_lat, LON0)
+        lines += sentences(t, *along_road(20.0 + s * SPEED))
     (OUT / "track.nmea").write_text("\n".join(lines) + "\n")
     rows = ["file,captured_at"]
     for i in range(N_FRAMES):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from webapp.config import ServerPaths, env_bool, env_str
+from webapp.config import ServerPaths, env_bool, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent
 PATHS = ServerPaths.from_env()
@@ -90,6 +90,17 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
+REPO_DIR = BASE_DIR.parent
+# MapLibre from npm (scripts/bootstrap.sh runs `npm ci`) and the basemap GeoJSON.
+BASEMAP_DIR = env_path("BASEMAP_DIR", REPO_DIR / "sample_data" / "world")
+STATICFILES_DIRS = [
+    (prefix, path)
+    for prefix, path in (
+        ("maplibre-gl", REPO_DIR / "node_modules" / "maplibre-gl" / "dist"),
+        ("basemap", BASEMAP_DIR),
+    )
+    if path.is_dir()
+]
 STATIC_ROOT = None  # nothing to collect: WhiteNoise serves from the installed apps
 # Serve admin and app static files straight from the installed packages (no collectstatic).
 WHITENOISE_USE_FINDERS = True

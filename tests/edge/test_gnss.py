@@ -18,8 +18,8 @@ def test_it_merges_gga_and_rmc_into_fixes() -> None:
     assert stats.fixes == len(fixes) == 14 and not stats.rejected
     first = fixes[0]
     assert first.time == datetime(2026, 6, 1, 9, 0, 0, tzinfo=UTC)
-    assert first.lat == pytest.approx(60.1718, abs=1e-4) and first.lon == pytest.approx(
-        24.9399, abs=1e-4
+    assert first.lat == pytest.approx(60.17074, abs=1e-4) and first.lon == pytest.approx(
+        24.94548, abs=1e-4
     )
     assert (first.quality, first.satellites, first.hdop) == (1, 9, 0.9)
     assert first.speed_mps == pytest.approx(10.0, abs=0.05)
