@@ -1,58 +1,113 @@
-"""`roadmesh edge ...`: the device's commands."""
+"""`roadmesh edge ...`: the device's commands. One small function per subcommand."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from roadmesh.cli import CommandError
 
 DEFAULT_DEVICE_DIR = Path("~/.roadmesh/device")
+CONFIG_FILE = "edge.toml"
+
+logger = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("edge", help="dashcam software: replay a drive, publish frames")
+    parser = sub.add_parser("edge", help="dashcam software: provision, run, replay a drive")
     cmds = parser.add_subparsers(dest="edge_command", metavar="ACTION", required=True)
-    rep = cmds.add_parser("replay", help="sign and publish the frames of a recorded drive")
-    rep.add_argument("drive", type=Path, help="drive directory (frames.csv, JPEGs, track.nmea)")
-    rep.add_argument(
-        "--device-dir", type=Path, default=DEFAULT_DEVICE_DIR, help="device key and login"
-    )
-    rep.add_argument(
-        "--timeout", type=float, default=120.0, help="seconds to wait for the broker's PUBACKs"
-    )
+
+    prov = cmds.add_parser("provision", help="create this device's key and register it with the server")
+    prov.add_argument("--server", required=True, help="web server URL, e.g. https://roadmesh.example.org")
+    prov.add_argument("--token", required=True, help="owner's enrolment credential USERNAME:PASSWORD")
+    prov.add_argument("--device-id", help="requested device id (default: the server picks one)")
+    prov.add_argument("--tls-ca", default="", help="CA file for the broker's TLS certificate")
+    prov.add_argument("--device-dir", type=Path, default=DEFAULT_DEVICE_DIR)
+    prov.set_defaults(func=_provision)
+
+    run = cmds.add_parser("run", help="capture, sample, blur, sign and publish continuously")
+    run.add_argument("--device-dir", type=Path, default=DEFAULT_DEVICE_DIR)
+    run.add_argument("--config", type=Path, help=f"settings file (default: DEVICE_DIR/{CONFIG_FILE})")
+    run.add_argument("--source", default="camera",
+                     help="camera (default; ROADMESH_EDGE_CAMERA), video:PATH, folder:PATH, or sim:SEED")
+    run.add_argument("--start", help="capture time of the first frame of a video or folder (ISO 8601)")
+    run.set_defaults(func=_run)
+
+    rep = cmds.add_parser("replay", help="run a recorded drive through the pipeline and publish it")
+    rep.add_argument("drive", type=Path, help="drive dir: manifest.json + video + NMEA, or frames.csv + JPEGs + track.nmea")
+    rep.add_argument("--device-dir", type=Path, default=DEFAULT_DEVICE_DIR, help="device key and login")
+    rep.add_argument("--config", type=Path, help=f"settings file (default: DEVICE_DIR/{CONFIG_FILE})")
+    rep.add_argument("--sample", action=argparse.BooleanOptionalAction, default=None,
+                     help="distance sampling (default: on for videos, off for frames.csv folders)")
+    rep.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the broker's PUBACKs")
     rep.set_defaults(func=_replay)
-    st = cmds.add_parser("status", help="device id and outbox depth")
+
+    st = cmds.add_parser("status", help="device id, broker and outbox depth")
     st.add_argument("--device-dir", type=Path, default=DEFAULT_DEVICE_DIR)
     st.set_defaults(func=_status)
 
 
-def _replay(args: argparse.Namespace) -> int:
+def _settings(device_dir: Path, config: Path | None):  # type: ignore[no-untyped-def]
+    from edge.settings import EdgeSettings, SettingsError
+
+    try:
+        return EdgeSettings.load(config or device_dir / CONFIG_FILE)
+    except SettingsError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _identity(device_dir: Path):  # type: ignore[no-untyped-def]
     import protocol
     from edge.identity import DeviceIdentity, IdentityError, load_key
-    from edge.outbox import Outbox
-    from edge.replay import DriveError, enqueue_drive
-    from edge.uplink import MqttUplink, UplinkError
+
+    try:
+        return DeviceIdentity.load(device_dir), load_key(device_dir)
+    except (IdentityError, protocol.KeyFileError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _provision(args: argparse.Namespace) -> int:
+    from edge.provision import ProvisionError, provision
 
     device_dir = args.device_dir.expanduser()
     try:
-        identity = DeviceIdentity.load(device_dir)
-        key = load_key(device_dir)
-    except (IdentityError, protocol.KeyFileError) as exc:
+        identity = provision(args.server, args.token, device_dir, args.device_id, args.tls_ca)
+    except ProvisionError as exc:
         raise CommandError(str(exc)) from None
-    outbox = Outbox(device_dir / "outbox.sqlite3")
+    print(f"provisioned {identity.device_id}: key {device_dir / 'device.key'} (0600), "
+          f"login {device_dir / 'device.json'} (0600), broker {identity.mqtt.host}:{identity.mqtt.port}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from edge.outbox import Outbox, OutboxError
+    from edge.replay import DriveError, enqueue_drive
+    from edge.uplink import MqttUplink, UplinkError
+    from vision.privacy import PrivacyError
+
+    device_dir = args.device_dir.expanduser()
+    settings = _settings(device_dir, args.config)
+    identity, key = _identity(device_dir)
     try:
-        report = enqueue_drive(args.drive, identity, key, outbox)
-    except DriveError as exc:
+        outbox = Outbox(device_dir / "outbox.sqlite3", max_bytes=settings.outbox_max_bytes)
+        report = enqueue_drive(args.drive, identity, key, outbox, settings, sample=args.sample)
+    except (DriveError, PrivacyError, OutboxError) as exc:
         raise CommandError(str(exc)) from None
     skipped = ", ".join(f"{k}={v}" for k, v in sorted(report.skipped.items())) or "none"
     print(
         f"signed {report.enqueued} of {report.frames} frames into the outbox "
         f"({report.already_enqueued} already there; skipped: {skipped}; "
+        f"blurred faces {report.faces}, plates {report.plates}; "
         f"NMEA lines {report.nmea.lines}, fixes {report.nmea.fixes}, bad {sum(report.nmea.rejected.values())})",
         flush=True,
     )
-    uplink = MqttUplink(identity, key, outbox)
+    try:
+        uplink = MqttUplink(identity, key, outbox, tls_cert=settings.tls_cert, tls_key=settings.tls_key,
+                            bandwidth_bytes_per_s=settings.bandwidth_bytes_per_s,
+                            reconnect_min_s=settings.reconnect_min_s, reconnect_max_s=settings.reconnect_max_s)
+    except UplinkError as exc:
+        raise CommandError(str(exc)) from None
     uplink.start()
     try:
         done = uplink.drain(args.timeout)
@@ -70,6 +125,59 @@ def _replay(args: argparse.Namespace) -> int:
     return 0 if done and not refused else 1
 
 
+def _run(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from edge.gnss_sources import FeedSource
+    from edge.run import EdgeRunner, camera_source, gnss_from_setting
+    from edge.settings import SettingsError
+    from edge.sources import ImageFolderSource, VideoFileSource
+    from edge.uplink import UplinkError
+    from vision.privacy import PrivacyError
+
+    device_dir = args.device_dir.expanduser()
+    settings = _settings(device_dir, args.config)
+    identity, key = _identity(device_dir)
+    kind, _, value = args.source.partition(":")
+    start = datetime.fromisoformat(args.start.replace("Z", "+00:00")) if args.start else datetime.now().astimezone()
+    live = None
+    try:
+        if kind == "sim":
+            live = _sim_live(value, identity.device_id)
+            gnss = FeedSource()
+            frames = None
+        else:
+            gnss = gnss_from_setting(settings.gnss, settings.gnss_baud)
+            if kind == "camera":
+                frames = camera_source(settings)
+            elif kind == "video":
+                frames = VideoFileSource(Path(value), start)
+            elif kind == "folder":
+                frames = ImageFolderSource(Path(value), start)
+            else:
+                raise CommandError(f"--source {args.source!r}: use camera, video:PATH, folder:PATH or sim:SEED")
+        runner = EdgeRunner(settings, identity, key, device_dir)
+    except (SettingsError, UplinkError, PrivacyError) as exc:
+        raise CommandError(str(exc)) from None
+    print(f"{identity.device_id}: running (source {args.source}, GNSS {settings.gnss if live is None else 'sim'}, "
+          f"broker {identity.mqtt.host}:{identity.mqtt.port})", flush=True)
+    runner.run(frames, gnss, live)
+    c = runner.pipeline.counters
+    print(f"\nstopped: captured {c.captured}, kept {c.kept}, dropped {dict(c.dropped)}, "
+          f"outbox {runner.outbox.depth()[0]}", flush=True)
+    return 0
+
+
+def _sim_live(value: str, device_id: str):  # type: ignore[no-untyped-def]
+    """The simulator's live drive, behind the `LiveEvents` seam (only if sim/ is installed)."""
+    try:
+        from sim.drive import DriveSpec, LiveDrive, default_start
+    except ImportError as exc:
+        raise CommandError(f"the simulator's live source is not available in this build: {exc}") from None
+    seed = int(value or "1")
+    return LiveDrive(DriveSpec(device_id=device_id, seed=seed, start_utc=default_start(seed), duration_s=120.0))
+
+
 def _status(args: argparse.Namespace) -> int:
     from edge.identity import DeviceIdentity, IdentityError
     from edge.outbox import Outbox
@@ -79,8 +187,8 @@ def _status(args: argparse.Namespace) -> int:
         identity = DeviceIdentity.load(device_dir)
     except IdentityError as exc:
         raise CommandError(str(exc)) from None
-    depth, nbytes = Outbox(device_dir / "outbox.sqlite3").depth()
-    print(
-        f"{identity.device_id}: broker {identity.mqtt.host}:{identity.mqtt.port}, outbox {depth} messages ({nbytes} bytes)"
-    )
+    outbox = Outbox(device_dir / "outbox.sqlite3")
+    depth, nbytes = outbox.depth()
+    print(f"{identity.device_id}: broker {identity.mqtt.host}:{identity.mqtt.port}, "
+          f"outbox {depth} messages ({nbytes} bytes), {len(outbox.refused())} refused")
     return 0

@@ -34,6 +34,7 @@ class Fix:
     quality: int  # GGA fix quality: 0 invalid, 1 GPS, 2 DGPS, 4 RTK fixed, 5 RTK float
     satellites: int
     hdop: float | None
+    dim: int = 0  # 2 or 3 from GSA; 0 when the receiver sends no GSA
 
 
 @dataclass
@@ -60,56 +61,97 @@ def bearing_deg(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 def parse_nmea(lines: Iterable[str], stats: NmeaStats | None = None) -> list[Fix]:
     """Fixes in time order from NMEA lines (GGA + RMC of the same UTC second are merged)."""
-    stats = stats if stats is not None else NmeaStats()
-    current_date: date | None = None
-    rmc_by_time: dict[time, pynmea2.RMC] = {}
-    gga_list: list[pynmea2.GGA] = []
-    dates_by_time: dict[time, date] = {}
+    reader = NmeaReader(stats)
+    fixes: list[Fix] = []
     for raw in lines:
+        fixes.extend(reader.feed(raw))
+    fixes.extend(reader.flush())
+    fixes.sort(key=lambda f: f.time)
+    reader.stats.fixes = len(fixes)
+    return fixes
+
+
+class NmeaReader:
+    """Incremental NMEA parser for a live receiver: feed lines, get fixes as they complete.
+
+    A GGA waits for the RMC of the same second (date, speed, course); a GSA sets the fix
+    dimension (2D/3D) of the fixes that follow. Bad lines are counted in `stats.rejected`.
+    """
+
+    def __init__(self, stats: NmeaStats | None = None) -> None:
+        self.stats = stats if stats is not None else NmeaStats()
+        self.current_date: date | None = None
+        self.dim = 0  # 0 unknown (no GSA seen), 2 or 3
+        self._gga: dict[time, tuple[pynmea2.GGA, int]] = {}
+        self._rmc: dict[time, pynmea2.RMC] = {}
+
+    def feed(self, raw: str | bytes) -> list[Fix]:
+        if isinstance(raw, bytes):
+            raw = raw.decode("ascii", errors="replace")
         line = raw.strip()
         if not line:
-            continue
-        stats.lines += 1
+            return []
+        self.stats.lines += 1
         try:
             msg = pynmea2.parse(line, check=True)
         except pynmea2.ChecksumError:
-            stats.rejected["bad_checksum"] += 1
-            continue
+            self.stats.rejected["bad_checksum"] += 1
+            return []
         except (pynmea2.ParseError, ValueError, AttributeError, TypeError):
-            stats.rejected["unparseable"] += 1
-            continue
+            self.stats.rejected["unparseable"] += 1
+            return []
+        out: list[Fix] = []
         try:
             if isinstance(msg, pynmea2.RMC):
                 if msg.status != "A" or msg.datestamp is None or msg.timestamp is None:
-                    stats.rejected["rmc_void"] += 1
-                    continue
-                current_date = msg.datestamp
-                rmc_by_time[msg.timestamp] = msg
-                dates_by_time[msg.timestamp] = msg.datestamp
+                    self.stats.rejected["rmc_void"] += 1
+                    return []
+                self.current_date = msg.datestamp
+                self._rmc[msg.timestamp] = msg
+                if msg.timestamp in self._gga:
+                    gga, dim = self._gga.pop(msg.timestamp)
+                    out.extend(self._emit(gga, dim, msg.datestamp))
             elif isinstance(msg, pynmea2.GGA):
                 if msg.timestamp is None or not msg.gps_qual:
-                    stats.rejected["no_fix"] += 1
-                    continue
-                gga_list.append(msg)
-                if current_date is not None:
-                    dates_by_time.setdefault(msg.timestamp, current_date)
+                    self.stats.rejected["no_fix"] += 1
+                    return []
+                rmc = self._rmc.get(msg.timestamp)
+                if rmc is not None:
+                    out.extend(self._emit(msg, self.dim, rmc.datestamp))
+                else:
+                    self._gga[msg.timestamp] = (msg, self.dim)
+            elif isinstance(msg, pynmea2.GSA):
+                mode = str(msg.mode_fix_type or "")
+                self.dim = 3 if mode == "3" else 2 if mode == "2" else 0
         except (ValueError, TypeError, AttributeError):
-            stats.rejected["unparseable"] += 1
-    fixes: list[Fix] = []
-    for gga in gga_list:
-        day = dates_by_time.get(gga.timestamp)
-        if day is None:
-            stats.rejected["no_date"] += 1
-            continue
+            self.stats.rejected["unparseable"] += 1
+        if len(self._gga) > 2:
+            out.extend(self._expire(keep=1))
+        if len(self._rmc) > 8:
+            for t in sorted(self._rmc)[:-4]:
+                del self._rmc[t]
+        return out
+
+    def flush(self) -> list[Fix]:
+        """Fixes still waiting for an RMC (end of a log)."""
+        return self._expire(keep=0)
+
+    def _expire(self, keep: int) -> list[Fix]:
+        out: list[Fix] = []
+        for t in sorted(self._gga)[: max(0, len(self._gga) - keep)]:
+            gga, dim = self._gga.pop(t)
+            if self.current_date is None:
+                self.stats.rejected["no_date"] += 1
+                continue
+            out.extend(self._emit(gga, dim, self.current_date))
+        return out
+
+    def _emit(self, gga: pynmea2.GGA, dim: int, day: date) -> list[Fix]:
+        rmc = self._rmc.get(gga.timestamp)
         try:
-            rmc = rmc_by_time.get(gga.timestamp)
-            speed = (
-                float(rmc.spd_over_grnd) * KNOTS_TO_MPS
-                if rmc is not None and rmc.spd_over_grnd
-                else None
-            )
+            speed = float(rmc.spd_over_grnd) * KNOTS_TO_MPS if rmc is not None and rmc.spd_over_grnd else None
             course = float(rmc.true_course) if rmc is not None and rmc.true_course else None
-            fixes.append(
+            return [
                 Fix(
                     time=datetime.combine(day, gga.timestamp.replace(tzinfo=None), tzinfo=UTC),
                     lat=float(gga.latitude),
@@ -120,13 +162,12 @@ def parse_nmea(lines: Iterable[str], stats: NmeaStats | None = None) -> list[Fix
                     quality=int(gga.gps_qual),
                     satellites=int(gga.num_sats or 0),
                     hdop=float(gga.horizontal_dil) if gga.horizontal_dil else None,
+                    dim=dim,
                 )
-            )
+            ]
         except (ValueError, TypeError):
-            stats.rejected["unparseable"] += 1
-    fixes.sort(key=lambda f: f.time)
-    stats.fixes = len(fixes)
-    return fixes
+            self.stats.rejected["unparseable"] += 1
+            return []
 
 
 class Track:
@@ -165,6 +206,7 @@ class Track:
             quality=min(a.quality, b.quality),
             satellites=min(a.satellites, b.satellites),
             hdop=max(a.hdop, b.hdop) if a.hdop is not None and b.hdop is not None else None,
+            dim=min(a.dim, b.dim),
         )
         return self._with_motion(i, fix, t)
 
@@ -195,3 +237,19 @@ class Track:
             fix.satellites,
             fix.hdop,
         )
+
+    # -- live use: fixes arrive one at a time ---------------------------------------------
+    def append(self, fix: Fix, keep: int = 3600) -> bool:
+        """Add a fix newer than the last one (older ones are ignored: False). Keeps `keep`."""
+        t = fix.time.timestamp()
+        if self.times and t <= self.times[-1]:
+            return False
+        self.fixes.append(fix)
+        self.times.append(t)
+        if len(self.fixes) > keep * 2:
+            del self.fixes[:-keep], self.times[:-keep]
+        return True
+
+    @property
+    def last_time(self) -> float | None:
+        return self.times[-1] if self.times else None

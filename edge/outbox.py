@@ -4,6 +4,15 @@ SQLite in WAL mode with synchronous=FULL: a committed message survives kill -9 a
 loss. A message leaves the outbox only when the broker's PUBACK reports success; a PUBACK
 with an error code moves it to `refused` with the reason (kept, not retried). Sequence
 numbers are allocated in the same transaction that stores the message, so they never repeat.
+
+The outbox is bounded by bytes (`max_bytes`, 0 = unbounded). When a new message pushes it
+over, older messages are evicted in the same transaction, in this order:
+  1. refused messages (the broker will never take them),
+  2. frames in cells the server says are well covered (config topic), oldest first,
+  3. other frames outside the server's priority cells, oldest first,
+  4. telemetry, oldest first,
+  5. anything else, oldest first (frames in priority cells last).
+Evictions are counted in `evicted`.
 """
 
 from __future__ import annotations
@@ -11,7 +20,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +39,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, seq);
 CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 """
+# Columns added after the first release; added to older outbox files on open.
+COLUMNS = {"kind": "TEXT NOT NULL DEFAULT 'frame'", "cell": "INTEGER NOT NULL DEFAULT 0"}
 
 
 class OutboxError(Exception):
@@ -43,8 +55,12 @@ class OutboxItem:
 
 
 class Outbox:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: int = 0) -> None:
         self.path = path
+        self.max_bytes = max_bytes
+        self.evicted: Counter[str] = Counter()
+        self._covered: dict[int, set[int]] = {}  # H3 resolution -> well-covered cells
+        self._priority: dict[int, set[int]] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
@@ -54,6 +70,10 @@ class Outbox:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            have = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}
+            for name, decl in COLUMNS.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {decl}")
         except sqlite3.DatabaseError as exc:
             raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
 
@@ -61,8 +81,24 @@ class Outbox:
         with self._lock:
             self._db.close()
 
+    def set_cells(self, covered: Iterable[int], priority: Iterable[int] = ()) -> None:
+        """The server's view of coverage (H3 cells of any resolution), for eviction."""
+        import h3.api.basic_int as h3i
+
+        cov: dict[int, set[int]] = {}
+        pri: dict[int, set[int]] = {}
+        for target, cells in ((cov, covered), (pri, priority)):
+            for c in cells:
+                target.setdefault(h3i.get_resolution(c), set()).add(c)
+        with self._lock:
+            self._covered, self._priority = cov, pri
+
     def put(
-        self, build: Callable[[int], tuple[str, bytes]], source: str | None = None
+        self,
+        build: Callable[[int], tuple[str, bytes]],
+        source: str | None = None,
+        kind: str = "frame",
+        cell: int = 0,
     ) -> int | None:
         """Allocate the next sequence number, build (topic, payload) with it and commit both.
 
@@ -86,8 +122,9 @@ class Outbox:
                     seq = int(row[0]) if row else 1
                     topic, payload = build(seq)
                     self._db.execute(
-                        "INSERT INTO outbox (seq, topic, payload, bytes, created_at) VALUES (?, ?, ?, ?, ?)",
-                        (seq, topic, payload, len(payload), time.time()),
+                        "INSERT INTO outbox (seq, topic, payload, bytes, created_at, kind, cell) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (seq, topic, payload, len(payload), time.time(), kind, cell),
                     )
                     self._db.execute(
                         "INSERT INTO meta (key, value) VALUES ('next_seq', ?) "
@@ -98,6 +135,8 @@ class Outbox:
                         self._db.execute(
                             "INSERT INTO sources (source, seq) VALUES (?, ?)", (source, seq)
                         )
+                    if self.max_bytes:
+                        self._evict()
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
@@ -138,3 +177,62 @@ class Outbox:
                 "SELECT seq, error FROM outbox WHERE state = 'refused' ORDER BY seq"
             ).fetchall()
         return [(int(s), str(e)) for s, e in rows]
+
+    def _in(self, cell: int, cells: dict[int, set[int]]) -> bool:
+        if not cell or not cells:
+            return False
+        import h3.api.basic_int as h3i
+
+        res = h3i.get_resolution(cell)
+        return any(r <= res and h3i.cell_to_parent(cell, r) in s for r, s in cells.items())
+
+    def _evict(self) -> None:
+        """Inside put's transaction: drop messages in the documented order until under max_bytes."""
+        (total,) = self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM outbox").fetchone()
+        excess = int(total) - self.max_bytes
+        if excess <= 0:
+            return
+        rows = self._db.execute("SELECT seq, bytes, kind, cell, state FROM outbox ORDER BY seq").fetchall()
+
+        def rank(row: tuple[int, int, str, int, str]) -> tuple[int, int]:
+            seq, _b, kind, cell, state = row
+            if state == "refused":
+                return (0, seq)
+            if kind == "frame" and self._in(cell, self._covered):
+                return (1, seq)
+            if kind == "frame" and not self._in(cell, self._priority):
+                return (2, seq)
+            if kind == "telemetry":
+                return (3, seq)
+            return (4, seq)
+
+        for row in sorted(rows, key=rank):
+            if excess <= 0:
+                break
+            self._db.execute("DELETE FROM outbox WHERE seq = ?", (row[0],))
+            excess -= int(row[1])
+            self.evicted[("refused", "well_covered", "frame", "telemetry", "priority")[rank(row)[0]]] += 1
+
+    def total_bytes(self) -> int:
+        with self._lock:
+            (n,) = self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM outbox").fetchone()
+        return int(n)
+
+    def next_counter(self, name: str) -> int:
+        """A durable counter other than frame seqs (e.g. telemetry seq): 1, 2, 3 ..."""
+        key = f"counter:{name}"
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+                value = int(row[0]) if row else 1
+                self._db.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, value + 1),
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self._db.execute("ROLLBACK")
+                raise OutboxError(f"outbox write failed: {exc}") from exc
+        return value

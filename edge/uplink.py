@@ -2,14 +2,23 @@
 
 The `Uplink` protocol is the seam; `MqttUplink` is the real one. The broker's PUBACK is the
 only thing that removes a message from the outbox.
+
+Also: TLS with a CA file and an optional client certificate; the retained config topic
+`devices/{id}/config` (JSON) handed to a callback as it arrives; telemetry published at
+QoS 1 when connected (never queued: it is a snapshot); reconnects with jittered exponential
+backoff; a token bucket caps the bytes per second of frames handed to the broker.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import random
 import ssl
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
@@ -29,12 +38,51 @@ class UplinkError(Exception):
 
 class Uplink(Protocol):
     def start(self) -> None: ...
+    def publish_telemetry(self, payload: bytes) -> bool:
+        """Send a telemetry snapshot now if connected (QoS 1); False when offline."""
+        if not self.connected.is_set():
+            return False
+        topic = protocol.topic_for(self.identity.device_id, protocol.Channel.TELEMETRY)
+        info = self.client.publish(topic, payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        self._register(info.mid, None)
+        return True
+
     def drain(self, timeout_s: float) -> bool: ...
     def stop(self) -> None: ...
 
 
 def _now_us() -> int:
     return time.time_ns() // 1000
+
+
+class TokenBucket:
+    """`rate` bytes per second on average, bursts up to `burst` bytes; rate 0 = no cap."""
+
+    def __init__(self, rate: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst if burst is not None else max(rate * 2, float(protocol.MAX_FRAME_BYTES))
+        self.tokens = self.burst
+        self.clock = clock
+        self._t = clock()
+
+    def take(self, n: int) -> bool:
+        if self.rate <= 0:
+            return True
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self._t) * self.rate)
+        self._t = now
+        if self.tokens >= min(n, self.burst):
+            self.tokens -= n
+            return True
+        return False
+
+
+def backoff_delay(attempt: int, minimum: float, maximum: float, rng: random.Random) -> float:
+    """Full-jitter-ish exponential backoff: between half and all of min * 2^attempt, capped."""
+    ceiling = min(maximum, minimum * (2 ** min(attempt, 30)))
+    return max(minimum * 0.5, ceiling * rng.uniform(0.5, 1.0))
 
 
 class MqttUplink:
@@ -44,6 +92,13 @@ class MqttUplink:
         key: Ed25519PrivateKey,
         outbox: Outbox,
         max_in_flight: int = 32,
+        *,
+        tls_cert: str = "",
+        tls_key: str = "",
+        bandwidth_bytes_per_s: float = 0,
+        reconnect_min_s: float = 1.0,
+        reconnect_max_s: float = 60.0,
+        on_config: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.identity = identity
         self.key = key
@@ -57,22 +112,39 @@ class MqttUplink:
         self.connected = threading.Event()
         self.refused_login: str | None = None
         self.acked = 0
+        self.errors: Counter[str] = Counter()
+        self.bucket = TokenBucket(bandwidth_bytes_per_s)
+        self.on_config = on_config
+        self.reconnect_min_s, self.reconnect_max_s = reconnect_min_s, reconnect_max_s
+        self._attempt = 0
+        self._rng = random.Random()
+        self.config_topic = protocol.topic_for(identity.device_id, protocol.Channel.CONFIG)
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=identity.device_id, protocol=mqtt.MQTTv5
         )
         client.username_pw_set(identity.mqtt.username, identity.mqtt.password)
-        if identity.mqtt.tls_ca:
-            client.tls_set(ca_certs=identity.mqtt.tls_ca, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        if identity.mqtt.tls_ca or tls_cert:
+            try:
+                client.tls_set(
+                    ca_certs=identity.mqtt.tls_ca or None,
+                    certfile=tls_cert or None,
+                    keyfile=tls_key or None,
+                    tls_version=ssl.PROTOCOL_TLS_CLIENT,
+                )
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise UplinkError(f"TLS settings are unusable: {exc}") from None
         status_topic = protocol.topic_for(identity.device_id, protocol.Channel.STATUS)
         offline = protocol.encode(
             protocol.Status(identity.device_id, _now_us(), protocol.DeviceState.OFFLINE), key
         )
         client.will_set(status_topic, offline, qos=1, retain=True)
         client.max_inflight_messages_set(max_in_flight)
-        client.reconnect_delay_set(min_delay=1, max_delay=60)
+        client.reconnect_delay_set(min_delay=reconnect_min_s, max_delay=reconnect_min_s)  # type: ignore[arg-type]
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        client.on_connect_fail = self._on_connect_fail
         self.client = client
 
     def _on_connect(
@@ -80,9 +152,17 @@ class MqttUplink:
     ) -> None:
         if reason.is_failure:
             self.refused_login = str(reason)
-            logger.error("broker refused login for %s: %s", self.identity.device_id, reason)
+            self.errors["login_refused"] += 1
+            logger.error(
+                "broker refused login for %s: %s (check device.json; retrying with backoff)",
+                self.identity.device_id, reason,
+            )
+            self._backoff()
             return
         self.refused_login = None
+        self._attempt = 0
+        client.reconnect_delay_set(self.reconnect_min_s, self.reconnect_min_s)  # type: ignore[arg-type]
+        client.subscribe(self.config_topic, qos=1)
         online = protocol.encode(
             protocol.Status(self.identity.device_id, _now_us(), protocol.DeviceState.ONLINE),
             self.key,
@@ -97,9 +177,42 @@ class MqttUplink:
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
+        was = self.connected.is_set()
         self.connected.clear()
         if reason.is_failure:
+            if was:
+                self.errors["disconnects"] += 1
             logger.warning("disconnected (%s); will reconnect", reason)
+            self._backoff()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self.errors["connect_failed"] += 1
+        logger.warning("cannot reach broker %s:%d", self.identity.mqtt.host, self.identity.mqtt.port)
+        self._backoff()
+
+    def _backoff(self) -> None:
+        delay = backoff_delay(self._attempt, self.reconnect_min_s, self.reconnect_max_s, self._rng)
+        self._attempt += 1
+        self.client.reconnect_delay_set(delay, delay)  # type: ignore[arg-type]
+        logger.info("next connection attempt in %.1f s", delay)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic != self.config_topic:
+            return
+        try:
+            config = json.loads(msg.payload or b"{}")
+            if not isinstance(config, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            self.errors["bad_config"] += 1
+            logger.error("ignoring config on %s: %s", msg.topic, exc)
+            return
+        if self.on_config is not None:
+            try:
+                self.on_config(config)
+            except ValueError as exc:
+                self.errors["bad_config"] += 1
+                logger.error("ignoring config on %s: %s", msg.topic, exc)
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any
@@ -154,6 +267,8 @@ class MqttUplink:
             ]
         handed = 0
         for item in items[:room]:
+            if not self.bucket.take(len(item.payload)):
+                break
             info = self.client.publish(item.topic, item.payload, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 break

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import path
 
 from webapp import pages
+from webapp.api import devices
 from webapp.api import views as api
 
 urlpatterns = [
@@ -10,5 +11,6 @@ urlpatterns = [
     path("api/v1/frames", api.frames, name="api-frames"),
     path("api/v1/images/<str:sha256>.jpg", api.image, name="api-image"),
     path("api/v1/stats", api.stats, name="api-stats"),
+    path("api/v1/devices", devices.register, name="api-devices"),
     path("healthz", api.health, name="health"),
 ]

@@ -1,0 +1,227 @@
+"""Where fixes come from: an NMEA or GPX log, a serial NMEA receiver, or gpsd.
+
+Every live source runs a reader thread that appends to a shared `Track`; a source that
+loses its receiver logs it, counts it and tries again, it never ends the process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from edge.gnss import Fix, NmeaReader, NmeaStats, Track, parse_nmea
+
+logger = logging.getLogger(__name__)
+
+
+class GnssSource(Protocol):
+    track: Track
+    stats: NmeaStats
+    errors: Counter[str]
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+def load_log(path: Path, stats: NmeaStats | None = None) -> list[Fix]:
+    """Fixes from an NMEA log (`.nmea`, `.log`, `.txt`) or a GPX file (`.gpx`)."""
+    if path.suffix.lower() == ".gpx":
+        return parse_gpx(path.read_text(errors="replace"))
+    with path.open(errors="replace") as fh:
+        return parse_nmea(fh, stats)
+
+
+def parse_gpx(text: str) -> list[Fix]:
+    import gpxpy
+
+    gpx = gpxpy.parse(text)
+    fixes: list[Fix] = []
+    for trk in gpx.tracks:
+        for seg in trk.segments:
+            for p in seg.points:
+                if p.time is None:
+                    continue
+                sats = int(p.satellites) if p.satellites is not None else 0
+                fixes.append(
+                    Fix(p.time, p.latitude, p.longitude, p.elevation, None, p.course if hasattr(p, "course") else None,
+                        1, sats, p.horizontal_dilution, 3 if p.type_of_gpx_fix in (None, "3d", "dgps", "pps") else 2)
+                )
+    fixes.sort(key=lambda f: f.time)
+    return fixes
+
+
+class _Threaded:
+    def __init__(self) -> None:
+        self.track = Track([])
+        self.stats = NmeaStats()
+        self.errors: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=type(self).__name__, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                self._run()
+                delay = 1.0
+            except (OSError, ValueError) as exc:
+                self.errors["receiver_lost"] += 1
+                logger.warning("GNSS receiver: %s; retrying in %.0f s", exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class SerialNmeaSource(_Threaded):
+    """A GNSS receiver on a serial port speaking NMEA 0183 (pyserial)."""
+
+    def __init__(self, port: str, baud: int = 9600) -> None:
+        super().__init__()
+        self.port, self.baud = port, baud
+
+    def _run(self) -> None:
+        import serial
+
+        try:
+            conn = serial.Serial(self.port, self.baud, timeout=1.0)
+        except serial.SerialException as exc:
+            raise OSError(f"cannot open {self.port}: {exc}") from None
+        reader = NmeaReader(self.stats)
+        with conn:
+            while not self._stop.is_set():
+                try:
+                    line = conn.readline()
+                except serial.SerialException as exc:
+                    raise OSError(f"{self.port}: {exc}") from None
+                for fix in reader.feed(line):
+                    if self.track.append(fix):
+                        self.stats.fixes += 1
+
+
+class GpsdSource(_Threaded):
+    """gpsd's JSON protocol over TCP: TPV reports give position, SKY gives satellites/HDOP."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 2947) -> None:
+        super().__init__()
+        self.host, self.port = host, port
+        self.satellites = 0
+        self.hdop: float | None = None
+
+    def _run(self) -> None:
+        with socket.create_connection((self.host, self.port), timeout=10) as sock:
+            sock.sendall(b'?WATCH={"enable":true,"json":true};\n')
+            buf = b""
+            sock.settimeout(5.0)
+            while not self._stop.is_set():
+                try:
+                    chunk = sock.recv(65536)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    raise OSError("gpsd closed the connection")
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    self.handle(line)
+
+    def handle(self, line: bytes) -> None:
+        self.stats.lines += 1
+        try:
+            report = json.loads(line)
+        except ValueError:
+            self.stats.rejected["unparseable"] += 1
+            return
+        if not isinstance(report, dict):
+            self.stats.rejected["unparseable"] += 1
+            return
+        cls = report.get("class")
+        if cls == "SKY":
+            used = [s for s in report.get("satellites", []) if isinstance(s, dict) and s.get("used")]
+            self.satellites = int(report.get("uSat", len(used)) or 0)
+            hdop = report.get("hdop")
+            self.hdop = float(hdop) if isinstance(hdop, int | float) else None
+        elif cls == "TPV":
+            mode = int(report.get("mode", 0) or 0)
+            if mode < 2 or "lat" not in report or "time" not in report:
+                self.stats.rejected["no_fix"] += 1
+                return
+            try:
+                when = datetime.fromisoformat(str(report["time"]).replace("Z", "+00:00"))
+                fix = Fix(
+                    when, float(report["lat"]), float(report["lon"]),
+                    float(report["altMSL"]) if "altMSL" in report else (float(report["alt"]) if "alt" in report else None),
+                    float(report["speed"]) if "speed" in report else None,
+                    float(report["track"]) if "track" in report else None,
+                    1, self.satellites, self.hdop, mode,
+                )
+            except (TypeError, ValueError):
+                self.stats.rejected["unparseable"] += 1
+                return
+            if self.track.append(fix):
+                self.stats.fixes += 1
+
+
+class LogSource:
+    """A recorded log, all loaded at start (replay, tests)."""
+
+    def __init__(self, path: Path) -> None:
+        self.stats = NmeaStats()
+        self.errors: Counter[str] = Counter()
+        self.track = Track(load_log(path, self.stats))
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class FeedSource:
+    """NMEA sentences pushed in by the caller (the simulator's live receiver)."""
+
+    def __init__(self) -> None:
+        self.track = Track([])
+        self.stats = NmeaStats()
+        self.errors: Counter[str] = Counter()
+        self._reader = NmeaReader(self.stats)
+
+    def feed(self, sentence: str) -> None:
+        for fix in self._reader.feed(sentence):
+            if self.track.append(fix):
+                self.stats.fixes += 1
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def wait_for_fix_after(track: Track, t: float, timeout_s: float) -> bool:
+    """Block until the track holds a fix at or after unix time `t` (live interpolation)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        last = track.last_time
+        if last is not None and last >= t:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
