@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import cv2
+import pynmea2
+import pytest
+
+from sim.drive import DriveSpec, LiveDrive, load_context, plan_drive, record
+
+START = datetime(2025, 6, 2, 7, 15, 3, 400_000, tzinfo=UTC)
+
+
+def _spec(**kw: object) -> DriveSpec:
+    base = dict(device_id="t1", seed=5, start_utc=START, duration_s=4.0, fps=5.0, width=320, height=180)
+    base.update(kw)
+    return DriveSpec(**base)  # type: ignore[arg-type]
+
+
+def test_a_recorded_drive_looks_like_a_dashcam_card_with_truth_beside_it(tmp_path: Path) -> None:
+    ctx = load_context()
+    sim = plan_drive(ctx, _spec())
+    record(ctx, sim, tmp_path)
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    assert m["start_time_utc"] == "2025-06-02T07:15:03.400Z"
+    assert (m["fps"], m["width"], m["height"], m["frame_count"]) == (5.0, 320, 180, 20)
+    assert m["camera"]["fx"] > 0 and m["device_id"] == "t1"
+    cap = cv2.VideoCapture(str(tmp_path / "video.mp4"))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 20
+    sentences = (tmp_path / "gnss.nmea").read_text().splitlines()
+    assert len(sentences) == 8  # 4 fixes, GGA + RMC
+    assert all(pynmea2.parse(s, check=True) for s in sentences)
+    assert len((tmp_path / "truth" / "boxes.jsonl").read_text().splitlines()) == 20
+    assert len((tmp_path / "truth" / "track.csv").read_text().splitlines()) == 21
+
+
+def test_the_live_source_yields_frames_and_sentences_in_time_order() -> None:
+    live = LiveDrive(_spec(duration_s=2.0))
+    events = list(live.events())
+    frames = [e for e in events if e[0] == "frame"]
+    nmea = [e for e in events if e[0] == "nmea"]
+    assert len(frames) == 10 and len(nmea) == 4
+    assert frames[1][1] - frames[0][1] == timedelta(milliseconds=200)
+    assert frames[0][2].shape == (180, 320, 3)
+    times = [e[1] for e in events]
+    assert times == sorted(times)
+
+
+def test_drivers_keep_to_the_speed_limit_and_stop_when_needed() -> None:
+    ctx = load_context()
+    sim = plan_drive(ctx, _spec(duration_s=240.0, seed=11))
+    v = sim.traj.speed
+    assert v.max() < 60 / 3.6 * 1.06
+    assert v.mean() > 3.0
+    assert (abs(sim.traj.accel) < 4.01).all()
+
+
+@pytest.mark.parametrize("mode", ["parked", "loop"])
+def test_farmers_and_campers_stay_put(mode: str) -> None:
+    ctx = load_context()
+    sim = plan_drive(ctx, _spec(duration_s=120.0, seed=3, mode=mode))
+    e, n = sim.traj.east, sim.traj.north
+    extent = max(e.max() - e.min(), n.max() - n.min())
+    assert extent < (0.01 if mode == "parked" else 900.0)
