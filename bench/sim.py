@@ -18,15 +18,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import cv2  # noqa: E402
+import cv2
 
-from sim.drive import DriveSpec, load_context, plan_drive, render_frame  # noqa: E402
-from sim.render import Renderer  # noqa: E402
+from sim.drive import DriveSpec, load_context, plan_drive, render_frame
+from sim.render import Renderer
 
 
 def measure(width: int, height: int, frames: int) -> tuple[float, float]:
     ctx = load_context()
-    spec = DriveSpec("bench", 4, datetime(2025, 6, 2, 8, 0, tzinfo=UTC), frames / 5.0 + 1.0, 5.0, width, height)
+    spec = DriveSpec(
+        "bench", 4, datetime(2025, 6, 2, 8, 0, tzinfo=UTC), frames / 5.0 + 1.0, 5.0, width, height
+    )
     sim = plan_drive(ctx, spec)
     r = Renderer(ctx.scene, spec.intrinsics, seed=4)
     render_frame(r, sim, 0)  # warm caches (sprites, sky)
@@ -39,7 +41,9 @@ def measure(width: int, height: int, frames: int) -> tuple[float, float]:
             imgs.append(img)
     render_fps = n / (time.perf_counter() - t0)
     with tempfile.TemporaryDirectory() as d:
-        vw = cv2.VideoWriter(os.path.join(d, "v.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (width, height))
+        vw = cv2.VideoWriter(
+            os.path.join(d, "v.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (width, height)
+        )
         t0 = time.perf_counter()
         for img in imgs:
             vw.write(img)
@@ -57,7 +61,9 @@ def main() -> int:
     for name, (w, h) in (("1080p", (1920, 1080)), ("720p", (1280, 720))):
         fps, enc = measure(w, h, args.frames)
         with_enc = 1.0 / (1.0 / fps + enc / 1000.0)
-        print(f"{name}: {fps:.1f} rendered frames/s on one core; mp4v encode {enc:.1f} ms/frame; {with_enc:.1f} frames/s with encoding")
+        print(
+            f"{name}: {fps:.1f} rendered frames/s on one core; mp4v encode {enc:.1f} ms/frame; {with_enc:.1f} frames/s with encoding"
+        )
         res[name] = fps
     print(f"RESULT fps_1080p={res['1080p']:.1f} fps_720p={res['720p']:.1f}")
     return 0

@@ -56,7 +56,14 @@ class Intrinsics:
 
     @classmethod
     def from_dict(cls, d: dict[str, float | int]) -> Intrinsics:
-        return cls(int(d["width"]), int(d["height"]), float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]))
+        return cls(
+            int(d["width"]),
+            int(d["height"]),
+            float(d["fx"]),
+            float(d["fy"]),
+            float(d["cx"]),
+            float(d["cy"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -83,9 +90,13 @@ class Pose:
         base = np.stack([right, down, fwd])  # rows: camera axes in world coordinates
         p = math.radians(self.pitch_deg)
         # pitch up rotates the optical axis towards world up (camera -y)
-        rx = np.array([[1.0, 0.0, 0.0], [0.0, math.cos(p), math.sin(p)], [0.0, -math.sin(p), math.cos(p)]])
+        rx = np.array(
+            [[1.0, 0.0, 0.0], [0.0, math.cos(p), math.sin(p)], [0.0, -math.sin(p), math.cos(p)]]
+        )
         r = math.radians(self.roll_deg)
-        rz = np.array([[math.cos(r), math.sin(r), 0.0], [-math.sin(r), math.cos(r), 0.0], [0.0, 0.0, 1.0]])
+        rz = np.array(
+            [[math.cos(r), math.sin(r), 0.0], [-math.sin(r), math.cos(r), 0.0], [0.0, 0.0, 1.0]]
+        )
         return rz @ rx @ base
 
 

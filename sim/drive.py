@@ -47,7 +47,9 @@ class WorldContext:
 
 
 @lru_cache(maxsize=2)
-def load_context(world_dir: Path | None = None, features_file: str = "features.geojson") -> WorldContext:
+def load_context(
+    world_dir: Path | None = None, features_file: str = "features.geojson"
+) -> WorldContext:
     d = Path(world_dir) if world_dir is not None else default_world_dir()
     world = World.load(d)
     feats = load_features(d / features_file, world)
@@ -111,7 +113,12 @@ def plan_drive(ctx: WorldContext, spec: DriveSpec) -> SimDrive:
     rng = np.random.default_rng([spec.seed, 1])
     world = ctx.world
     T = spec.duration_s
-    t0_day = spec.start_utc.hour * 3600 + spec.start_utc.minute * 60 + spec.start_utc.second + spec.start_utc.microsecond / 1e6
+    t0_day = (
+        spec.start_utc.hour * 3600
+        + spec.start_utc.minute * 60
+        + spec.start_utc.second
+        + spec.start_utc.microsecond / 1e6
+    )
     if spec.mode == "parked":
         r = world.roads[int(rng.integers(0, len(world.roads)))]
         k = len(r.xy) // 2
@@ -127,8 +134,14 @@ def plan_drive(ctx: WorldContext, spec: DriveSpec) -> SimDrive:
         path = build_path(world, nodes, ctx.features, speed_factor=float(rng.uniform(0.9, 1.05)))
         traj = drive(path, T, rng, t0_day)
         path_xy = path.xy[: int(np.searchsorted(path.s, traj.s[-1] + 80.0))]
-    actors = populate_along(world, ctx.scene, path_xy, np.random.default_rng([spec.seed, 2]), prefix=f"{spec.device_id}-")
-    n = int(round(T * spec.fps))
+    actors = populate_along(
+        world,
+        ctx.scene,
+        path_xy,
+        np.random.default_rng([spec.seed, 2]),
+        prefix=f"{spec.device_id}-",
+    )
+    n = round(T * spec.fps)
     frame_t = np.arange(n) / spec.fps
     source = np.arange(n)
     if spec.replay:
@@ -136,7 +149,10 @@ def plan_drive(ctx: WorldContext, spec: DriveSpec) -> SimDrive:
         source[half:] = np.arange(n - half) % max(1, half)
     st = traj.at(frame_t[source])
     pitch, roll = camera_attitude(st, np.random.default_rng([spec.seed, 3]), spec.mount_pitch_deg)
-    poses = [Pose(float(e), float(nn), spec.mount_height_m, float(h), float(p), float(r)) for e, nn, h, p, r in zip(st["east"], st["north"], st["heading"], pitch, roll, strict=True)]
+    poses = [
+        Pose(float(e), float(nn), spec.mount_height_m, float(h), float(p), float(r))
+        for e, nn, h, p, r in zip(st["east"], st["north"], st["heading"], pitch, roll, strict=True)
+    ]
     # --- what the receiver reports ---
     ft = fix_times(spec.start_utc, T - 1e-6, spec.gnss_hz)
     true = traj.at(ft)
@@ -146,21 +162,52 @@ def plan_drive(ctx: WorldContext, spec: DriveSpec) -> SimDrive:
     if spec.spoof:
         claim_e, claim_n, claim_v, claim_c, note = _spoofed(ctx, spec, ft, true, rng)
     bt, _ = world.building_tree
-    fixes = simulate(ft, claim_e, claim_n, claim_v, claim_c, np.random.default_rng([spec.seed, 4]), spec.gnss, bt)
+    fixes = simulate(
+        ft, claim_e, claim_n, claim_v, claim_c, np.random.default_rng([spec.seed, 4]), spec.gnss, bt
+    )
     if spec.replay:
-        per = int(round(spec.gnss_hz * (n // 2) / spec.fps))
+        per = round(spec.gnss_hz * (n // 2) / spec.fps)
         for k in range(len(ft)):
             j = k - per
             if j >= 0 and ft[k] >= frame_t[n // 2]:
-                for arr in (fixes.east, fixes.north, fixes.alt, fixes.speed, fixes.course, fixes.hdop, fixes.nsat, fixes.valid, fixes.multipath):
+                for arr in (
+                    fixes.east,
+                    fixes.north,
+                    fixes.alt,
+                    fixes.speed,
+                    fixes.course,
+                    fixes.hdop,
+                    fixes.nsat,
+                    fixes.valid,
+                    fixes.multipath,
+                ):
                     arr[k] = arr[j]
                 note[k] = f"replay:{j}"
     lon, lat = world.frame.to_lonlat(fixes.east, fixes.north)
-    return SimDrive(spec, traj, frame_t, source, poses, st["speed"], st["yaw_rate"], actors, fixes, lat, lon,
-                    {"east": true["east"], "north": true["north"]}, note)
+    return SimDrive(
+        spec,
+        traj,
+        frame_t,
+        source,
+        poses,
+        st["speed"],
+        st["yaw_rate"],
+        actors,
+        fixes,
+        lat,
+        lon,
+        {"east": true["east"], "north": true["north"]},
+        note,
+    )
 
 
-def _spoofed(ctx: WorldContext, spec: DriveSpec, ft: FloatArray, true: dict[str, FloatArray], rng: np.random.Generator) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, list[str]]:
+def _spoofed(
+    ctx: WorldContext,
+    spec: DriveSpec,
+    ft: FloatArray,
+    true: dict[str, FloatArray],
+    rng: np.random.Generator,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, list[str]]:
     """Honest for a third, then a teleport, then 20 s at an impossible speed, then a smooth
     fake drive elsewhere that the images contradict."""
     world = ctx.world
@@ -184,7 +231,9 @@ def _spoofed(ctx: WorldContext, spec: DriveSpec, ft: FloatArray, true: dict[str,
             n[k] += D[1]
             note[k] = "teleport"
         elif t < b + 20.0:
-            base = np.array([np.interp(b, ft, true["east"]) + D[0], np.interp(b, ft, true["north"]) + D[1]])
+            base = np.array(
+                [np.interp(b, ft, true["east"]) + D[0], np.interp(b, ft, true["north"]) + D[1]]
+            )
             head = math.radians(float(c[k]))
             e[k], n[k] = base + (t - b) * 80.0 * np.array([math.sin(head), math.cos(head)])
             v[k] = 80.0
@@ -198,15 +247,25 @@ def _spoofed(ctx: WorldContext, spec: DriveSpec, ft: FloatArray, true: dict[str,
 
 # ------------------------------------------------------------------ frames
 def frame_seed(spec: DriveSpec, j: int) -> int:
-    return int.from_bytes(hashlib.blake2b(f"{spec.seed}:{j}".encode(), digest_size=4).digest(), "little")
+    return int.from_bytes(
+        hashlib.blake2b(f"{spec.seed}:{j}".encode(), digest_size=4).digest(), "little"
+    )
 
 
-def render_frame(renderer: Renderer, sim: SimDrive, i: int) -> tuple[NDArray[np.uint8], list[Label]]:
+def render_frame(
+    renderer: Renderer, sim: SimDrive, i: int
+) -> tuple[NDArray[np.uint8], list[Label]]:
     j = int(sim.source[i])
     spec = sim.spec
     res = renderer.render(
-        sim.poses[i], sim.t0_day() + float(sim.frame_t[j]), spec.light, sim.actors,
-        speed=float(sim.speed[i]), yaw_rate_deg=float(sim.yaw_rate[i]), faults=spec.faults, frame_seed=frame_seed(spec, j),
+        sim.poses[i],
+        sim.t0_day() + float(sim.frame_t[j]),
+        spec.light,
+        sim.actors,
+        speed=float(sim.speed[i]),
+        yaw_rate_deg=float(sim.yaw_rate[i]),
+        faults=spec.faults,
+        frame_seed=frame_seed(spec, j),
     )
     return res.image, res.labels
 
@@ -218,7 +277,9 @@ def alter_copy(img: NDArray[np.uint8], rng: np.random.Generator) -> NDArray[np.u
     x0, y0 = int(w * c * rng.random()), int(h * c * rng.random())
     crop = img[y0 : y0 + int(h * (1 - c)), x0 : x0 + int(w * (1 - c))]
     out = cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
-    out = cv2.convertScaleAbs(out, alpha=float(rng.uniform(0.92, 1.08)), beta=float(rng.uniform(-8, 8)))
+    out = cv2.convertScaleAbs(
+        out, alpha=float(rng.uniform(0.92, 1.08)), beta=float(rng.uniform(-8, 8))
+    )
     ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(70, 90))])
     dec = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
     return dec if dec is not None else out
@@ -228,35 +289,83 @@ def alter_copy(img: NDArray[np.uint8], rng: np.random.Generator) -> NDArray[np.u
 class DriveWriter:
     """Writes one drive folder; frames are pushed one at a time."""
 
-    def __init__(self, out: Path, sim: SimDrive, frame: LocalFrame, device_id: str | None = None, extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        out: Path,
+        sim: SimDrive,
+        frame: LocalFrame,
+        device_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         self.out = out
         self.sim = sim
         spec = sim.spec
         self.device_id = device_id or spec.device_id
         out.mkdir(parents=True, exist_ok=True)
         (out / "truth").mkdir(exist_ok=True)
-        self.video = cv2.VideoWriter(str(out / "video.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), spec.fps, (spec.width, spec.height))
+        self.video = cv2.VideoWriter(
+            str(out / "video.mp4"),
+            cv2.VideoWriter_fourcc(*"mp4v"),
+            spec.fps,
+            (spec.width, spec.height),
+        )
         if not self.video.isOpened():
             raise RuntimeError("OpenCV cannot write mp4v video here")
         self.boxes = (out / "truth" / "boxes.jsonl").open("w")
         self.track = (out / "truth" / "track.csv").open("w", newline="")
         self.track_csv = csv.writer(self.track)
-        self.track_csv.writerow(["frame", "t_s", "time_utc", "east", "north", "lat", "lon", "heading_deg", "pitch_deg", "roll_deg", "speed_mps", "source_frame"])
-        self._lon, self._lat = frame.to_lonlat([p.east for p in sim.poses], [p.north for p in sim.poses])
+        self.track_csv.writerow(
+            [
+                "frame",
+                "t_s",
+                "time_utc",
+                "east",
+                "north",
+                "lat",
+                "lon",
+                "heading_deg",
+                "pitch_deg",
+                "roll_deg",
+                "speed_mps",
+                "source_frame",
+            ]
+        )
+        self._lon, self._lat = frame.to_lonlat(
+            [p.east for p in sim.poses], [p.north for p in sim.poses]
+        )
         self.extra = extra or {}
 
-    def push(self, i: int, image: NDArray[np.uint8], labels: list[Label], source: str | None = None) -> None:
+    def push(
+        self, i: int, image: NDArray[np.uint8], labels: list[Label], source: str | None = None
+    ) -> None:
         sim = self.sim
         self.video.write(image)
         p = sim.poses[i]
         t = float(sim.frame_t[i])
         ts = sim.spec.start_utc + timedelta(seconds=t)
-        self.track_csv.writerow([
-            i, f"{t:.3f}", ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"), f"{p.east:.3f}", f"{p.north:.3f}",
-            f"{self._lat[i]:.8f}", f"{self._lon[i]:.8f}", f"{p.heading_deg % 360:.3f}", f"{p.pitch_deg:.3f}", f"{p.roll_deg:.3f}",
-            f"{sim.speed[i]:.3f}", source if source is not None else int(sim.source[i]),
-        ])
-        self.boxes.write(json.dumps({"frame": i, "t_s": round(t, 3), "labels": [lb.to_dict() for lb in labels]}, separators=(",", ":")) + "\n")
+        self.track_csv.writerow(
+            [
+                i,
+                f"{t:.3f}",
+                ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                f"{p.east:.3f}",
+                f"{p.north:.3f}",
+                f"{self._lat[i]:.8f}",
+                f"{self._lon[i]:.8f}",
+                f"{p.heading_deg % 360:.3f}",
+                f"{p.pitch_deg:.3f}",
+                f"{p.roll_deg:.3f}",
+                f"{sim.speed[i]:.3f}",
+                source if source is not None else int(sim.source[i]),
+            ]
+        )
+        self.boxes.write(
+            json.dumps(
+                {"frame": i, "t_s": round(t, 3), "labels": [lb.to_dict() for lb in labels]},
+                separators=(",", ":"),
+            )
+            + "\n"
+        )
 
     def close(self) -> None:
         self.video.release()
@@ -266,16 +375,51 @@ class DriveWriter:
         spec = sim.spec
         nmea = nmea_lines(spec.start_utc, sim.fixes, sim.fix_lat, sim.fix_lon)
         (self.out / "gnss.nmea").write_text("".join(s + "\r\n" for _, s in nmea))
-        (self.out / "gnss.gpx").write_text(gpx_document(spec.start_utc, sim.fixes, sim.fix_lat, sim.fix_lon, self.device_id))
+        (self.out / "gnss.gpx").write_text(
+            gpx_document(spec.start_utc, sim.fixes, sim.fix_lat, sim.fix_lon, self.device_id)
+        )
         with (self.out / "truth" / "fixes.csv").open("w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["t_s", "true_east", "true_north", "reported_east", "reported_north", "error_m", "valid", "hdop", "nsat", "multipath_m", "canyon", "note"])
+            w.writerow(
+                [
+                    "t_s",
+                    "true_east",
+                    "true_north",
+                    "reported_east",
+                    "reported_north",
+                    "error_m",
+                    "valid",
+                    "hdop",
+                    "nsat",
+                    "multipath_m",
+                    "canyon",
+                    "note",
+                ]
+            )
             f = sim.fixes
             for k in range(len(f.t)):
-                err = math.hypot(f.east[k] - sim.fix_truth["east"][k], f.north[k] - sim.fix_truth["north"][k])
-                w.writerow([f"{f.t[k]:.3f}", f"{sim.fix_truth['east'][k]:.3f}", f"{sim.fix_truth['north'][k]:.3f}", f"{f.east[k]:.3f}", f"{f.north[k]:.3f}",
-                            f"{err:.3f}", int(f.valid[k]), f"{f.hdop[k]:.1f}", int(f.nsat[k]), f"{f.multipath[k]:.3f}", f"{f.canyon[k]:.2f}", sim.fix_note[k]])
-        (self.out / "manifest.json").write_text(json.dumps(manifest(sim, self.device_id, self.extra), indent=2) + "\n")
+                err = math.hypot(
+                    f.east[k] - sim.fix_truth["east"][k], f.north[k] - sim.fix_truth["north"][k]
+                )
+                w.writerow(
+                    [
+                        f"{f.t[k]:.3f}",
+                        f"{sim.fix_truth['east'][k]:.3f}",
+                        f"{sim.fix_truth['north'][k]:.3f}",
+                        f"{f.east[k]:.3f}",
+                        f"{f.north[k]:.3f}",
+                        f"{err:.3f}",
+                        int(f.valid[k]),
+                        f"{f.hdop[k]:.1f}",
+                        int(f.nsat[k]),
+                        f"{f.multipath[k]:.3f}",
+                        f"{f.canyon[k]:.2f}",
+                        sim.fix_note[k],
+                    ]
+                )
+        (self.out / "manifest.json").write_text(
+            json.dumps(manifest(sim, self.device_id, self.extra), indent=2) + "\n"
+        )
 
 
 def manifest(sim: SimDrive, device_id: str, extra: dict[str, Any]) -> dict[str, Any]:
@@ -284,13 +428,21 @@ def manifest(sim: SimDrive, device_id: str, extra: dict[str, Any]) -> dict[str, 
     return {
         "format": FORMAT,
         "device_id": device_id,
-        "start_time_utc": spec.start_utc.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "start_time_utc": spec.start_utc.astimezone(UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z"),
         "fps": spec.fps,
         "frame_count": sim.frame_count,
         "width": spec.width,
         "height": spec.height,
-        "camera": {**intr.to_dict(), "hfov_deg": round(intr.hfov_deg, 3), "model": "pinhole", "distortion": [0, 0, 0, 0, 0],
-                   "mount_height_m": spec.mount_height_m, "mount_pitch_deg": spec.mount_pitch_deg},
+        "camera": {
+            **intr.to_dict(),
+            "hfov_deg": round(intr.hfov_deg, 3),
+            "model": "pinhole",
+            "distortion": [0, 0, 0, 0, 0],
+            "mount_height_m": spec.mount_height_m,
+            "mount_pitch_deg": spec.mount_pitch_deg,
+        },
         "video": "video.mp4",
         "nmea": "gnss.nmea",
         "gpx": "gnss.gpx",
@@ -303,8 +455,14 @@ def manifest(sim: SimDrive, device_id: str, extra: dict[str, Any]) -> dict[str, 
     }
 
 
-def record(ctx: WorldContext, sim: SimDrive, out: Path, renderer: Renderer | None = None,
-           progress: Callable[[int], None] | None = None, copy_to: tuple[Path, str, DriveSpec] | None = None) -> None:
+def record(
+    ctx: WorldContext,
+    sim: SimDrive,
+    out: Path,
+    renderer: Renderer | None = None,
+    progress: Callable[[int], None] | None = None,
+    copy_to: tuple[Path, str, DriveSpec] | None = None,
+) -> None:
     """Render and write a drive. copy_to=(folder, device_id, spec): also write a duplicate
     farmer's drive made of slightly altered copies of these frames and a jittered track."""
     renderer = renderer or Renderer(ctx.scene, sim.spec.intrinsics, seed=sim.spec.seed)
@@ -313,7 +471,12 @@ def record(ctx: WorldContext, sim: SimDrive, out: Path, renderer: Renderer | Non
     rng2 = np.random.default_rng([sim.spec.seed, 9])
     if copy_to is not None:
         folder, dev, spec2 = copy_to
-        sim2 = replace(sim, spec=spec2, fixes=_jitter(sim.fixes, rng2), fix_note=[f"copy:{sim.spec.device_id}"] * len(sim.fix_note))
+        sim2 = replace(
+            sim,
+            spec=spec2,
+            fixes=_jitter(sim.fixes, rng2),
+            fix_note=[f"copy:{sim.spec.device_id}"] * len(sim.fix_note),
+        )
         lon2, lat2 = ctx.world.frame.to_lonlat(sim2.fixes.east, sim2.fixes.north)
         sim2.fix_lat, sim2.fix_lon = lat2, lon2
         w2 = DriveWriter(folder, sim2, ctx.world.frame, dev)
@@ -359,7 +522,9 @@ class LiveDrive:
             yield self.spec.start_utc + timedelta(seconds=float(self.sim.frame_t[i])), img
 
     def nmea(self) -> Iterator[tuple[datetime, str]]:
-        for t, s in nmea_lines(self.spec.start_utc, self.sim.fixes, self.sim.fix_lat, self.sim.fix_lon):
+        for t, s in nmea_lines(
+            self.spec.start_utc, self.sim.fixes, self.sim.fix_lat, self.sim.fix_lon
+        ):
             yield self.spec.start_utc + timedelta(seconds=t), s
 
     def events(self) -> Iterator[tuple[str, datetime, Any]]:
@@ -377,4 +542,6 @@ class LiveDrive:
 def default_start(seed: int) -> datetime:
     """A deterministic start time for a seed: a June weekday morning (UTC)."""
     rng = np.random.default_rng([seed, 77])
-    return datetime(2025, 6, 2, 6, 30, tzinfo=UTC) + timedelta(seconds=int(rng.integers(0, 3600)), milliseconds=int(rng.integers(0, 1000)))
+    return datetime(2025, 6, 2, 6, 30, tzinfo=UTC) + timedelta(
+        seconds=int(rng.integers(0, 3600)), milliseconds=int(rng.integers(0, 1000))
+    )

@@ -29,8 +29,16 @@ from sim.world import ATTRIBUTION, World
 
 SPEED_VALUES = (30, 40, 50, 60)
 FEATURE_CLASSES = (
-    "stop", "yield", "no_entry", "speed_limit_30", "speed_limit_40", "speed_limit_50",
-    "speed_limit_60", "pedestrian_crossing", "traffic_light", "fire_hydrant",
+    "stop",
+    "yield",
+    "no_entry",
+    "speed_limit_30",
+    "speed_limit_40",
+    "speed_limit_50",
+    "speed_limit_60",
+    "pedestrian_crossing",
+    "traffic_light",
+    "fire_hydrant",
 )
 CLASS_NAMES = (*FEATURE_CLASSES, "license_plate", "face")
 CLASS_ID = {c: i for i, c in enumerate(CLASS_NAMES)}
@@ -45,7 +53,15 @@ SHAPES: dict[str, tuple[float, float, float]] = {
     "traffic_light": (0.34, 0.95, 2.9),
     "fire_hydrant": (0.32, 0.75, 0.375),
 }
-MAJOR_RANK = {"motorway": 6, "trunk": 5, "primary": 4, "secondary": 3, "tertiary": 2, "unclassified": 1, "residential": 1}
+MAJOR_RANK = {
+    "motorway": 6,
+    "trunk": 5,
+    "primary": 4,
+    "secondary": 3,
+    "tertiary": 2,
+    "unclassified": 1,
+    "residential": 1,
+}
 
 
 def shape_key(cls: str) -> str:
@@ -75,12 +91,34 @@ def _fid(*key: object) -> str:
     return "f-" + hashlib.blake2b("|".join(map(str, key)).encode(), digest_size=5).hexdigest()
 
 
-def _make(cls: str, key: tuple[object, ...], xy: np.ndarray, facing: float, road: int = -1, node: int = 0, frm: int = 0) -> MapFeature:
+def _make(
+    cls: str,
+    key: tuple[object, ...],
+    xy: np.ndarray,
+    facing: float,
+    road: int = -1,
+    node: int = 0,
+    frm: int = 0,
+) -> MapFeature:
     w, h, z = SHAPES[shape_key(cls)]
-    return MapFeature(_fid(cls, *key), cls, float(xy[0]), float(xy[1]), z, float(facing) % 360.0, w, h, road, node, frm)
+    return MapFeature(
+        _fid(cls, *key),
+        cls,
+        float(xy[0]),
+        float(xy[1]),
+        z,
+        float(facing) % 360.0,
+        w,
+        h,
+        road,
+        node,
+        frm,
+    )
 
 
-def _approach_point(world: World, road_i: int, towards_v: bool, setback: float, lateral: float) -> tuple[np.ndarray, float] | None:
+def _approach_point(
+    world: World, road_i: int, towards_v: bool, setback: float, lateral: float
+) -> tuple[np.ndarray, float] | None:
     """Point `setback` m before the road's end (in travel direction) and `lateral` m to the right."""
     r = world.roads[road_i]
     xy = r.xy if towards_v else r.xy[::-1]
@@ -96,8 +134,12 @@ def place_features(world: World, seed: int = 7) -> list[MapFeature]:
     rng = np.random.default_rng(seed)
     out: list[MapFeature] = []
     deg = world.undirected_degree
-    signal_xy = np.array([c["xy"] for c in world.controls if c["kind"] == "traffic_signals"]).reshape(-1, 2)
-    giveway_xy = np.array([c["xy"] for c in world.controls if c["kind"] == "give_way"]).reshape(-1, 2)
+    signal_xy = np.array(
+        [c["xy"] for c in world.controls if c["kind"] == "traffic_signals"]
+    ).reshape(-1, 2)
+    giveway_xy = np.array([c["xy"] for c in world.controls if c["kind"] == "give_way"]).reshape(
+        -1, 2
+    )
     sig_tree = cKDTree(signal_xy) if len(signal_xy) else None
     gw_tree = cKDTree(giveway_xy) if len(giveway_xy) else None
     junctions = np.nonzero(deg >= 3)[0]
@@ -129,7 +171,17 @@ def place_features(world: World, seed: int = 7) -> list[MapFeature]:
             pos, facing = got
             key = (world.node_ids[node], world.node_ids[frm])
             if node in signalised:
-                out.append(_make("traffic_light", key, pos, facing, road_i, int(world.node_ids[node]), int(world.node_ids[frm])))
+                out.append(
+                    _make(
+                        "traffic_light",
+                        key,
+                        pos,
+                        facing,
+                        road_i,
+                        int(world.node_ids[node]),
+                        int(world.node_ids[frm]),
+                    )
+                )
                 continue
             rank = MAJOR_RANK.get(r.highway.removesuffix("_link"), 1)
             if rank >= major:
@@ -137,7 +189,17 @@ def place_features(world: World, seed: int = 7) -> list[MapFeature]:
             roll = node_rng.random()
             cls = "yield" if near_gw or roll < 0.4 else ("stop" if roll < 0.9 else "")
             if cls:
-                out.append(_make(cls, key, pos, facing, road_i, int(world.node_ids[node]), int(world.node_ids[frm])))
+                out.append(
+                    _make(
+                        cls,
+                        key,
+                        pos,
+                        facing,
+                        road_i,
+                        int(world.node_ids[node]),
+                        int(world.node_ids[frm]),
+                    )
+                )
 
     # no entry at the exit end of one-way streets
     for i, r in enumerate(world.roads):
@@ -149,15 +211,27 @@ def place_features(world: World, seed: int = 7) -> list[MapFeature]:
             continue
         pos, _ = got
         _, t = at_distance(r.xy, r.length_m - 4.0)
-        out.append(_make("no_entry", ("ne", r.osm_way_id, world.node_ids[r.v]), pos, float(bearing_deg(t[0, 0], t[0, 1])), i))
+        out.append(
+            _make(
+                "no_entry",
+                ("ne", r.osm_way_id, world.node_ids[r.v]),
+                pos,
+                float(bearing_deg(t[0, 0], t[0, 1])),
+                i,
+            )
+        )
 
     # speed limits where the limit changes, and repeaters
     for i, r in enumerate(world.roads):
-        for forward in ((True,) if r.oneway else (True, False)):
+        for forward in (True,) if r.oneway else (True, False):
             start = r.u if forward else r.v
             if r.length_m < 45.0:
                 continue
-            upstream = [q.speed_limit_kmh for q in world.roads if (q.v == start) or (not q.oneway and q.u == start)]
+            upstream = [
+                q.speed_limit_kmh
+                for q in world.roads
+                if (q.v == start) or (not q.oneway and q.u == start)
+            ]
             upstream = [x for x, q in zip(upstream, world.roads, strict=False) if q is not r]
             changes = any(x != r.speed_limit_kmh for x in upstream) or not upstream
             repeat = r.length_m > 150.0 and rng.random() < 0.5
@@ -167,10 +241,20 @@ def place_features(world: World, seed: int = 7) -> list[MapFeature]:
             s = min(12.0 + world.node_max_width[start] / 2.0, r.length_m / 2.0)
             p, t = at_distance(xy, s)
             pos = p[0] + right_normal(t[0]) * (r.width_m / 2.0 + 1.0)
-            out.append(_make(f"speed_limit_{r.speed_limit_kmh}", ("sl", r.osm_way_id, world.node_ids[start], forward), pos, float(bearing_deg(-t[0, 0], -t[0, 1])), i))
+            out.append(
+                _make(
+                    f"speed_limit_{r.speed_limit_kmh}",
+                    ("sl", r.osm_way_id, world.node_ids[start], forward),
+                    pos,
+                    float(bearing_deg(-t[0, 0], -t[0, 1])),
+                    i,
+                )
+            )
 
     # pedestrian crossings (uncontrolled), both directions
-    crossings = np.array([c["xy"] for c in world.controls if c["kind"] == "crossing"]).reshape(-1, 2)
+    crossings = np.array([c["xy"] for c in world.controls if c["kind"] == "crossing"]).reshape(
+        -1, 2
+    )
     seen: list[np.ndarray] = []
     for cx in crossings:
         if sig_tree is not None and sig_tree.query(cx)[0] < 35.0:
@@ -185,11 +269,19 @@ def place_features(world: World, seed: int = 7) -> list[MapFeature]:
         if s < 15.0 or s > r.length_m - 15.0:
             continue
         seen.append(cx)
-        for forward in ((True,) if r.oneway else (True, False)):
+        for forward in (True,) if r.oneway else (True, False):
             xy = r.xy if forward else r.xy[::-1]
             p, t = at_distance(xy, s if forward else r.length_m - s)
             pos = p[0] + right_normal(t[0]) * (r.width_m / 2.0 + 1.0)
-            out.append(_make("pedestrian_crossing", ("pc", int(cx[0] * 10), int(cx[1] * 10), forward), pos, float(bearing_deg(-t[0, 0], -t[0, 1])), road_i))
+            out.append(
+                _make(
+                    "pedestrian_crossing",
+                    ("pc", int(cx[0] * 10), int(cx[1] * 10), forward),
+                    pos,
+                    float(bearing_deg(-t[0, 0], -t[0, 1])),
+                    road_i,
+                )
+            )
 
     # hydrants along kerbs
     acc = 60.0
@@ -200,14 +292,24 @@ def place_features(world: World, seed: int = 7) -> list[MapFeature]:
             p, t = at_distance(r.xy, s)
             pos = p[0] + right_normal(t[0]) * side * (r.width_m / 2.0 + 0.6)
             facing = float(bearing_deg(*(-right_normal(t[0]) * side)))
-            out.append(_make("fire_hydrant", ("hy", r.osm_way_id, world.node_ids[r.u], int(s)), pos, facing, i))
+            out.append(
+                _make(
+                    "fire_hydrant",
+                    ("hy", r.osm_way_id, world.node_ids[r.u], int(s)),
+                    pos,
+                    facing,
+                    i,
+                )
+            )
             side = -side
             s += float(rng.uniform(100.0, 150.0))
         acc = max(5.0, s - r.length_m)
     return _dedupe(out)
 
 
-def _nearest_road_point(world: World, xy: np.ndarray) -> tuple[int, float, np.ndarray, float] | None:
+def _nearest_road_point(
+    world: World, xy: np.ndarray
+) -> tuple[int, float, np.ndarray, float] | None:
     best = None
     for i, r in enumerate(world.roads):
         a, b = r.xy[:-1], r.xy[1:]
@@ -245,7 +347,9 @@ def _dedupe(feats: list[MapFeature]) -> list[MapFeature]:
     return kept
 
 
-def changed_version(world: World, feats: list[MapFeature], seed: int = 8, fraction: float = 0.05) -> tuple[list[MapFeature], dict[str, Any]]:
+def changed_version(
+    world: World, feats: list[MapFeature], seed: int = 8, fraction: float = 0.05
+) -> tuple[list[MapFeature], dict[str, Any]]:
     """A later version of the world: some features removed, some added, some moved 3-10 m."""
     rng = np.random.default_rng(seed)
     n = max(5, int(len(feats) * fraction))
@@ -282,7 +386,11 @@ def changed_version(world: World, feats: list[MapFeature], seed: int = 8, fracti
             pos = p[0] + right_normal(t[0]) * (r.width_m / 2.0 + 0.6)
             facing = float(bearing_deg(*(-right_normal(t[0]))))
         else:
-            cls = f"speed_limit_{r.speed_limit_kmh}" if r.speed_limit_kmh in SPEED_VALUES else "speed_limit_30"
+            cls = (
+                f"speed_limit_{r.speed_limit_kmh}"
+                if r.speed_limit_kmh in SPEED_VALUES
+                else "speed_limit_30"
+            )
             pos = p[0] + right_normal(t[0]) * (r.width_m / 2.0 + 1.0)
             facing = float(bearing_deg(-t[0, 0], -t[0, 1]))
         g = _make(cls, ("v2", r.osm_way_id, int(s)), pos, facing, int(ri))
@@ -311,9 +419,32 @@ def save_features(path: Path, world: World, feats: list[MapFeature], version: in
         props["road"] = f"r{f.road}" if f.road >= 0 else None
         for k in ("height_m", "facing_deg", "width_m", "face_height_m"):
             props[k] = round(float(props[k]), 2)
-        out.append({"type": "Feature", "id": f.id, "geometry": {"type": "Point", "coordinates": [round(float(lo), 8), round(float(la), 8)]}, "properties": props})
-    meta = {**world.metadata(), "version": version, "count": len(feats), "classes": list(FEATURE_CLASSES)}
-    path.write_text(json.dumps({"type": "FeatureCollection", "metadata": meta, "features": out}, ensure_ascii=False, indent=None, separators=(",", ":")) + "\n")
+        out.append(
+            {
+                "type": "Feature",
+                "id": f.id,
+                "geometry": {
+                    "type": "Point",
+                    "coordinates": [round(float(lo), 8), round(float(la), 8)],
+                },
+                "properties": props,
+            }
+        )
+    meta = {
+        **world.metadata(),
+        "version": version,
+        "count": len(feats),
+        "classes": list(FEATURE_CLASSES),
+    }
+    path.write_text(
+        json.dumps(
+            {"type": "FeatureCollection", "metadata": meta, "features": out},
+            ensure_ascii=False,
+            indent=None,
+            separators=(",", ":"),
+        )
+        + "\n"
+    )
 
 
 def load_features(path: Path, world: World) -> list[MapFeature]:
@@ -324,7 +455,21 @@ def load_features(path: Path, world: World) -> list[MapFeature]:
         e, n = world.frame.to_enu(lon, lat)
         p = f["properties"]
         road = int(str(p["road"])[1:]) if p.get("road") else -1
-        feats.append(MapFeature(p["id"], p["class"], float(e), float(n), float(p["height_m"]), float(p["facing_deg"]), float(p["width_m"]), float(p["face_height_m"]), road, int(p.get("node_osm", 0)), int(p.get("from_osm", 0))))
+        feats.append(
+            MapFeature(
+                p["id"],
+                p["class"],
+                float(e),
+                float(n),
+                float(p["height_m"]),
+                float(p["facing_deg"]),
+                float(p["width_m"]),
+                float(p["face_height_m"]),
+                road,
+                int(p.get("node_osm", 0)),
+                int(p.get("from_osm", 0)),
+            )
+        )
     return feats
 
 

@@ -26,7 +26,13 @@ from sim.world import ATTRIBUTION
 logger = logging.getLogger(__name__)
 
 ADVERSARY_KINDS = (
-    "gnss_spoofer", "replayer", "duplicate_farmer", "stationary_farmer", "loop_camper", "cloned_key", "bad_camera",
+    "gnss_spoofer",
+    "replayer",
+    "duplicate_farmer",
+    "stationary_farmer",
+    "loop_camper",
+    "cloned_key",
+    "bad_camera",
 )
 ROLE_NOTES = {
     "honest": "drives and records normally",
@@ -52,16 +58,33 @@ class Device:
 
     def to_dict(self) -> dict[str, Any]:
         s = self.spec
-        d: dict[str, Any] = {"dir": self.dir, "device_id": self.device_id, "role": self.role, "adversarial": self.role != "honest"}
+        d: dict[str, Any] = {
+            "dir": self.dir,
+            "device_id": self.device_id,
+            "role": self.role,
+            "adversarial": self.role != "honest",
+        }
         if self.detail:
             d["detail"] = self.detail
         if self.pair:
             d["pair"] = self.pair
         if s is not None:
-            d.update({"start_time_utc": s.start_utc.isoformat(timespec="milliseconds").replace("+00:00", "Z"), "seed": s.seed,
-                      "mode": s.mode, "light": s.light})
+            d.update(
+                {
+                    "start_time_utc": s.start_utc.isoformat(timespec="milliseconds").replace(
+                        "+00:00", "Z"
+                    ),
+                    "seed": s.seed,
+                    "mode": s.mode,
+                    "light": s.light,
+                }
+            )
             if s.faults is not None:
-                d["faults"] = {"blur_sigma": s.faults.blur_sigma, "obstruction": s.faults.obstruction, "exposure": s.faults.exposure}
+                d["faults"] = {
+                    "blur_sigma": s.faults.blur_sigma,
+                    "obstruction": s.faults.obstruction,
+                    "exposure": s.faults.exposure,
+                }
         d["note"] = ROLE_NOTES[self.role]
         return d
 
@@ -72,8 +95,17 @@ class FleetPlan:
     devices: list[Device] = field(default_factory=list)
 
 
-def plan_fleet(n: int, minutes: float, seed: int, adversaries: str = "auto", fps: float = 5.0, width: int = 1280,
-               height: int = 720, gnss_hz: float = 1.0, light: str = "day") -> FleetPlan:
+def plan_fleet(
+    n: int,
+    minutes: float,
+    seed: int,
+    adversaries: str = "auto",
+    fps: float = 5.0,
+    width: int = 1280,
+    height: int = 720,
+    gnss_hz: float = 1.0,
+    light: str = "day",
+) -> FleetPlan:
     """Assign roles. adversaries: "auto" (~30 % of devices), "all" (one of each kind),
     "none", or a comma list of kinds."""
     rng = np.random.default_rng([seed, 100])
@@ -82,7 +114,7 @@ def plan_fleet(n: int, minutes: float, seed: int, adversaries: str = "auto", fps
     elif adversaries == "all":
         kinds = list(ADVERSARY_KINDS)
     elif adversaries == "auto":
-        k = int(round(0.3 * n)) if n >= 3 else 0
+        k = round(0.3 * n) if n >= 3 else 0
         order = list(rng.permutation(ADVERSARY_KINDS))
         kinds, used = [], 0
         for kind in order * 3:
@@ -97,7 +129,9 @@ def plan_fleet(n: int, minutes: float, seed: int, adversaries: str = "auto", fps
         kinds = [x.strip() for x in adversaries.split(",") if x.strip()]
         bad = [x for x in kinds if x not in ADVERSARY_KINDS]
         if bad:
-            raise ValueError(f"unknown adversary kind(s): {', '.join(bad)} (choose from {', '.join(ADVERSARY_KINDS)})")
+            raise ValueError(
+                f"unknown adversary kind(s): {', '.join(bad)} (choose from {', '.join(ADVERSARY_KINDS)})"
+            )
     need = sum(2 if x in ("duplicate_farmer", "cloned_key") else 1 for x in kinds)
     if need > n:
         raise ValueError(f"{n} devices cannot hold adversaries {kinds} ({need} devices needed)")
@@ -106,18 +140,25 @@ def plan_fleet(n: int, minutes: float, seed: int, adversaries: str = "auto", fps
     for kind in kinds:
         if kind in ("duplicate_farmer", "cloned_key"):
             a, b = int(slots.pop()), int(slots.pop())
-            roles[a] = (kind, "original")
-            roles[b] = (kind, "copy" if kind == "duplicate_farmer" else "clone")
             roles[a] = (kind, f"original:{b}")
-            roles[b] = (kind, f"{roles[b][1]}:{a}")
+            roles[b] = (kind, f"{'copy' if kind == 'duplicate_farmer' else 'clone'}:{a}")
         else:
             roles[int(slots.pop())] = (kind, "")
     base = default_start(seed)
     plan = FleetPlan(seed)
-    for i, (role, detail) in enumerate(roles):
+    for i, (role, _detail) in enumerate(roles):
         dev = f"dev{i:02d}" if n <= 100 else f"dev{i:04d}"
-        spec = DriveSpec(dev, seed * 10007 + i, base + timedelta(seconds=7 * i), minutes * 60.0, fps, width, height,
-                         gnss_hz=gnss_hz, light=light)
+        spec = DriveSpec(
+            dev,
+            seed * 10007 + i,
+            base + timedelta(seconds=7 * i),
+            minutes * 60.0,
+            fps,
+            width,
+            height,
+            gnss_hz=gnss_hz,
+            light=light,
+        )
         d = Device(dev, dev, role, spec=spec)
         if role == "gnss_spoofer":
             d.spec = replace(spec, spoof=True)
@@ -129,7 +170,11 @@ def plan_fleet(n: int, minutes: float, seed: int, adversaries: str = "auto", fps
             d.spec = replace(spec, mode="loop")
         elif role == "bad_camera":
             which = ("blurred", "obstructed", "dark")[int(rng.integers(0, 3))]
-            f = {"blurred": CameraFaults(blur_sigma=4.0), "obstructed": CameraFaults(obstruction=0.35), "dark": CameraFaults(exposure=0.22)}[which]
+            f = {
+                "blurred": CameraFaults(blur_sigma=4.0),
+                "obstructed": CameraFaults(obstruction=0.35),
+                "dark": CameraFaults(exposure=0.22),
+            }[which]
             d.spec = replace(spec, faults=f)
             d.detail = which
         plan.devices.append(d)
@@ -178,24 +223,32 @@ def _job(args: tuple[str, dict[str, Any], str | None, dict[str, Any] | None, str
     return out_dir
 
 
-def run_fleet(plan: FleetPlan, out: Path, workers: int | None = None, world_dir: Path | None = None, show_progress: bool = True) -> dict[str, Any]:
+def run_fleet(
+    plan: FleetPlan,
+    out: Path,
+    workers: int | None = None,
+    world_dir: Path | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "devices").mkdir(exist_ok=True)
     jobs = []
-    by_dir = {d.dir: d for d in plan.devices}
     total = 0
     for d in plan.devices:
         assert d.spec is not None
-        total += int(round(d.spec.duration_s * d.spec.fps))
+        total += round(d.spec.duration_s * d.spec.fps)
         if d.copy_of:
             continue  # written by its original's job
         copy = next((o for o in plan.devices if o.copy_of == d.dir), None)
-        jobs.append((
-            str(out / "devices" / d.dir), {"spec": d.spec},
-            str(out / "devices" / copy.dir) if copy else None,
-            {"device_id": copy.device_id, "spec": copy.spec} if copy else None,
-            str(world_dir) if world_dir else None,
-        ))
+        jobs.append(
+            (
+                str(out / "devices" / d.dir),
+                {"spec": d.spec},
+                str(out / "devices" / copy.dir) if copy else None,
+                {"device_id": copy.device_id, "spec": copy.spec} if copy else None,
+                str(world_dir) if world_dir else None,
+            )
+        )
     # longest jobs (pairs) first for a better spread over the workers
     jobs.sort(key=lambda j: j[2] is None)
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
@@ -228,5 +281,9 @@ def run_fleet(plan: FleetPlan, out: Path, workers: int | None = None, world_dir:
         "roles": {k: v for k, v in ROLE_NOTES.items()},
     }
     (out / "fleet.json").write_text(json.dumps(doc, indent=2) + "\n")
-    del by_dir
-    return {"devices": len(plan.devices), "frames": total, "seconds": round(elapsed, 1), "fps": round(total / max(elapsed, 1e-9), 1)}
+    return {
+        "devices": len(plan.devices),
+        "frames": total,
+        "seconds": round(elapsed, 1),
+        "fps": round(total / max(elapsed, 1e-9), 1),
+    }

@@ -32,11 +32,15 @@ class LocalFrame:
         object.__setattr__(self, "_inv", Transformer.from_crs(proj, "EPSG:4326", always_xy=True))
 
     def to_enu(self, lon: ArrayLike, lat: ArrayLike) -> tuple[FloatArray, FloatArray]:
-        e, n = self._fwd.transform(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
+        e, n = self._fwd.transform(
+            np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
+        )
         return np.asarray(e, dtype=np.float64), np.asarray(n, dtype=np.float64)
 
     def to_lonlat(self, east: ArrayLike, north: ArrayLike) -> tuple[FloatArray, FloatArray]:
-        lon, lat = self._inv.transform(np.asarray(east, dtype=np.float64), np.asarray(north, dtype=np.float64))
+        lon, lat = self._inv.transform(
+            np.asarray(east, dtype=np.float64), np.asarray(north, dtype=np.float64)
+        )
         return np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
 
 

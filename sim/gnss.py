@@ -69,9 +69,17 @@ def canyon_factor(xy: FloatArray, building_tree: cKDTree | None, model: GnssMode
     return np.clip((model.canyon_range_m - d) / (model.canyon_range_m - 5.0), 0.0, 1.0)
 
 
-def simulate(t: FloatArray, east: FloatArray, north: FloatArray, speed: FloatArray, course: FloatArray,
-             rng: np.random.Generator, model: GnssModel = GnssModel(), building_tree: cKDTree | None = None,
-             alt0: float = 18.0) -> Fixes:
+def simulate(
+    t: FloatArray,
+    east: FloatArray,
+    north: FloatArray,
+    speed: FloatArray,
+    course: FloatArray,
+    rng: np.random.Generator,
+    model: GnssModel = GnssModel(),
+    building_tree: cKDTree | None = None,
+    alt0: float = 18.0,
+) -> Fixes:
     """Receiver fixes for a true track sampled at fix times t (regular spacing)."""
     n = len(t)
     dt = float(np.median(np.diff(t))) if n > 1 else 1.0
@@ -112,13 +120,24 @@ def simulate(t: FloatArray, east: FloatArray, north: FloatArray, speed: FloatArr
             k += m
         else:
             k += 1
-    hdop = np.round(0.7 + 1.6 * canyon + np.abs(rng.normal(0, 0.1, n)) + np.hypot(mp[:, 0], mp[:, 1]) * 0.15, 1)
+    hdop = np.round(
+        0.7 + 1.6 * canyon + np.abs(rng.normal(0, 0.1, n)) + np.hypot(mp[:, 0], mp[:, 1]) * 0.15, 1
+    )
     nsat = np.clip(np.round(14 - 7 * canyon + rng.normal(0, 1, n)), 4, 24).astype(np.int64)
     spd = np.maximum(0.0, speed + rng.normal(0, model.speed_sigma_mps, n))
     crs = (course + rng.normal(0, 1.0, n) * (speed > 1.0)) % 360.0
     return Fixes(
-        t.copy(), east + bias[:, 0] + white[:, 0] + mp[:, 0], north + bias[:, 1] + white[:, 1] + mp[:, 1],
-        alt0 + bias[:, 2] + white[:, 2], spd, crs, hdop, nsat, valid, np.hypot(mp[:, 0], mp[:, 1]), canyon,
+        t.copy(),
+        east + bias[:, 0] + white[:, 0] + mp[:, 0],
+        north + bias[:, 1] + white[:, 1] + mp[:, 1],
+        alt0 + bias[:, 2] + white[:, 2],
+        spd,
+        crs,
+        hdop,
+        nsat,
+        valid,
+        np.hypot(mp[:, 0], mp[:, 1]),
+        canyon,
     )
 
 
@@ -145,35 +164,100 @@ def _hms(ts: datetime) -> str:
     return ts.strftime("%H%M%S.") + f"{ts.microsecond // 10000:02d}"
 
 
-def gga(ts: datetime, lat: float | None, lon: float | None, valid: bool, nsat: int, hdop: float, alt: float) -> str:
+def gga(
+    ts: datetime,
+    lat: float | None,
+    lon: float | None,
+    valid: bool,
+    nsat: int,
+    hdop: float,
+    alt: float,
+) -> str:
     if not valid or lat is None or lon is None:
         fields = (_hms(ts), "", "", "", "", "0", "00", "99.9", "", "M", "", "M", "", "")
     else:
         la, ns = _lat(lat)
         lo, ew = _lon(lon)
-        fields = (_hms(ts), la, ns, lo, ew, "1", f"{nsat:02d}", f"{hdop:.1f}", f"{alt:.1f}", "M", "17.9", "M", "", "")
+        fields = (
+            _hms(ts),
+            la,
+            ns,
+            lo,
+            ew,
+            "1",
+            f"{nsat:02d}",
+            f"{hdop:.1f}",
+            f"{alt:.1f}",
+            "M",
+            "17.9",
+            "M",
+            "",
+            "",
+        )
     return str(pynmea2.GGA("GP", "GGA", fields))
 
 
-def rmc(ts: datetime, lat: float | None, lon: float | None, valid: bool, speed_mps: float, course: float) -> str:
+def rmc(
+    ts: datetime, lat: float | None, lon: float | None, valid: bool, speed_mps: float, course: float
+) -> str:
     date = ts.strftime("%d%m%y")
     if not valid or lat is None or lon is None:
         fields = (_hms(ts), "V", "", "", "", "", "", "", date, "", "", "N")
     else:
         la, ns = _lat(lat)
         lo, ew = _lon(lon)
-        fields = (_hms(ts), "A", la, ns, lo, ew, f"{speed_mps * KNOTS_PER_MPS:.2f}", f"{course:.1f}", date, "", "", "A")
+        fields = (
+            _hms(ts),
+            "A",
+            la,
+            ns,
+            lo,
+            ew,
+            f"{speed_mps * KNOTS_PER_MPS:.2f}",
+            f"{course:.1f}",
+            date,
+            "",
+            "",
+            "A",
+        )
     return str(pynmea2.RMC("GP", "RMC", fields))
 
 
-def nmea_lines(start: datetime, fixes: Fixes, lat: FloatArray, lon: FloatArray) -> list[tuple[float, str]]:
+def nmea_lines(
+    start: datetime, fixes: Fixes, lat: FloatArray, lon: FloatArray
+) -> list[tuple[float, str]]:
     """(t, sentence) pairs: GGA then RMC for every fix."""
     out = []
     for k in range(len(fixes.t)):
         ts = start + timedelta(seconds=float(fixes.t[k]))
         v = bool(fixes.valid[k])
-        out.append((float(fixes.t[k]), gga(ts, float(lat[k]), float(lon[k]), v, int(fixes.nsat[k]), float(fixes.hdop[k]), float(fixes.alt[k]))))
-        out.append((float(fixes.t[k]), rmc(ts, float(lat[k]), float(lon[k]), v, float(fixes.speed[k]), float(fixes.course[k]))))
+        out.append(
+            (
+                float(fixes.t[k]),
+                gga(
+                    ts,
+                    float(lat[k]),
+                    float(lon[k]),
+                    v,
+                    int(fixes.nsat[k]),
+                    float(fixes.hdop[k]),
+                    float(fixes.alt[k]),
+                ),
+            )
+        )
+        out.append(
+            (
+                float(fixes.t[k]),
+                rmc(
+                    ts,
+                    float(lat[k]),
+                    float(lon[k]),
+                    v,
+                    float(fixes.speed[k]),
+                    float(fixes.course[k]),
+                ),
+            )
+        )
     return out
 
 
@@ -188,7 +272,9 @@ def gpx_document(start: datetime, fixes: Fixes, lat: FloatArray, lon: FloatArray
         if not fixes.valid[k]:
             continue
         pt = gpxpy.gpx.GPXTrackPoint(
-            round(float(lat[k]), 7), round(float(lon[k]), 7), elevation=round(float(fixes.alt[k]), 1),
+            round(float(lat[k]), 7),
+            round(float(lon[k]), 7),
+            elevation=round(float(fixes.alt[k]), 1),
             time=start + timedelta(seconds=float(fixes.t[k])),
         )
         pt.horizontal_dilution = float(fixes.hdop[k])

@@ -93,8 +93,17 @@ def world_from_pbf(pbf: Path, speed_plan: str = "osm", with_buildings: bool = Tr
             u, v, coords = v, u, coords[::-1]
         lanes = _lanes(edges["lanes"].iloc[i], ow, highway[i])
         ms = _str(edges["maxspeed"].iloc[i])
-        attrs = (highway[i], lanes, ow, speed_limit_kmh(highway[i], lanes, ms, speed_plan), _str(edges["name"].iloc[i]), ms)
-        segs.append({"u": u, "v": v, "coords": coords, "attrs": attrs, "way": int(edges["id"].iloc[i])})
+        attrs = (
+            highway[i],
+            lanes,
+            ow,
+            speed_limit_kmh(highway[i], lanes, ms, speed_plan),
+            _str(edges["name"].iloc[i]),
+            ms,
+        )
+        segs.append(
+            {"u": u, "v": v, "coords": coords, "attrs": attrs, "way": int(edges["id"].iloc[i])}
+        )
     roads_ll = _merge_chains(segs)
 
     all_ll = np.vstack([c for c, _, _, _, _ in roads_ll])
@@ -125,13 +134,30 @@ def world_from_pbf(pbf: Path, speed_plan: str = "osm", with_buildings: bool = Tr
         for kind, x, y, oid in zip(pois["highway"], ce, cn, pois["id"], strict=True):
             if _str(kind) in CONTROL_KINDS and np.isfinite(x) and np.isfinite(y):
                 controls.append({"kind": _str(kind), "xy": np.array([x, y]), "osm_id": int(oid)})
-    world = World(frame, np.array(list(node_index.keys()), dtype=np.int64), np.array(node_xy), roads, blds, controls, pbf.name)
-    logger.info("world from %s: %d nodes, %d roads, %.1f km, %d buildings, %d controls",
-                pbf.name, len(node_xy), len(roads), world.total_length_km(), len(blds), len(controls))
+    world = World(
+        frame,
+        np.array(list(node_index.keys()), dtype=np.int64),
+        np.array(node_xy),
+        roads,
+        blds,
+        controls,
+        pbf.name,
+    )
+    logger.info(
+        "world from %s: %d nodes, %d roads, %.1f km, %d buildings, %d controls",
+        pbf.name,
+        len(node_xy),
+        len(roads),
+        world.total_length_km(),
+        len(blds),
+        len(controls),
+    )
     return world
 
 
-def _merge_chains(segs: list[dict[str, Any]]) -> list[tuple[np.ndarray, int, int, tuple[Any, ...], int]]:
+def _merge_chains(
+    segs: list[dict[str, Any]],
+) -> list[tuple[np.ndarray, int, int, tuple[Any, ...], int]]:
     """Merge consecutive segments through degree-2 nodes with identical attributes."""
     touching: dict[int, list[int]] = defaultdict(list)
     for i, s in enumerate(segs):
@@ -176,7 +202,7 @@ def _merge_chains(segs: list[dict[str, Any]]) -> list[tuple[np.ndarray, int, int
         if used[i]:
             continue
         # start at an end that is not interior; oneway chains start at their tail
-        for node in ((s["u"],) if s["attrs"][2] else (s["u"], s["v"])):
+        for node in (s["u"],) if s["attrs"][2] else (s["u"], s["v"]):
             if not interior(node):
                 walk(i, node)
                 break
@@ -199,7 +225,13 @@ def _merge_chains(segs: list[dict[str, Any]]) -> list[tuple[np.ndarray, int, int
 
 def _buildings(gdf: Any, frame: LocalFrame) -> list[Building]:
     out = []
-    for geom, h, lv, oid in zip(gdf.geometry, gdf.get("height", [None] * len(gdf)), gdf.get("building:levels", [None] * len(gdf)), gdf["id"], strict=True):
+    for geom, h, lv, oid in zip(
+        gdf.geometry,
+        gdf.get("height", [None] * len(gdf)),
+        gdf.get("building:levels", [None] * len(gdf)),
+        gdf["id"],
+        strict=True,
+    ):
         if geom is None:
             continue
         if geom.geom_type == "MultiPolygon":
@@ -226,6 +258,8 @@ def _buildings(gdf: Any, frame: LocalFrame) -> list[Building]:
             except ValueError:
                 pass
         if height is None:
-            height = 14.0 + (int(oid) % 7) * 1.5  # deterministic spread of typical 5-7 storey blocks
+            height = (
+                14.0 + (int(oid) % 7) * 1.5
+            )  # deterministic spread of typical 5-7 storey blocks
         out.append(Building(ring, float(min(height, 120.0))))
     return out

@@ -4,6 +4,7 @@ camera (ENU position, heading, speed, pitch, roll) sampled at any times."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -38,7 +39,13 @@ class Path:
     stops: list[Stop] = field(default_factory=list)
 
 
-def plan_nodes(world: World, rng: np.random.Generator, min_length_m: float, home: int | None = None, radius_m: float | None = None) -> list[int]:
+def plan_nodes(
+    world: World,
+    rng: np.random.Generator,
+    min_length_m: float,
+    home: int | None = None,
+    radius_m: float | None = None,
+) -> list[int]:
     """A chain of shortest paths between random targets (optionally within radius of home)."""
     g = world.graph
     nodes = world.drivable_nodes
@@ -64,17 +71,19 @@ def plan_nodes(world: World, rng: np.random.Generator, min_length_m: float, home
             continue
         if len(route) >= 2 and len(leg) >= 2 and leg[1] == route[-2] and tries < 400:
             continue  # no U-turns at the joins
-        for a, b in zip(leg[:-1], leg[1:], strict=True):
+        for a, b in itertools.pairwise(leg):
             length += g.edges[a, b]["length"]
         route.extend(leg[1:])
         cur = tgt
     return route
 
 
-def build_path(world: World, nodes: list[int], features: list[MapFeature], speed_factor: float = 1.0) -> Path:
+def build_path(
+    world: World, nodes: list[int], features: list[MapFeature], speed_factor: float = 1.0
+) -> Path:
     g = world.graph
     pts, offs, lims = [], [], []
-    for a, b in zip(nodes[:-1], nodes[1:], strict=True):
+    for a, b in itertools.pairwise(nodes):
         e = g.edges[a, b]
         r = world.roads[e["road"]]
         xy = r.xy if e["forward"] else r.xy[::-1]
@@ -87,7 +96,9 @@ def build_path(world: World, nodes: list[int], features: list[MapFeature], speed
     centre = np.vstack(pts)
     off = gaussian_filter1d(np.concatenate(offs), 4.0, mode="nearest")
     lim = np.concatenate(lims)
-    smooth = np.stack([gaussian_filter1d(centre[:, k], 3.0, mode="nearest") for k in range(2)], axis=1)
+    smooth = np.stack(
+        [gaussian_filter1d(centre[:, k], 3.0, mode="nearest") for k in range(2)], axis=1
+    )
     tan = np.gradient(smooth, axis=0)
     tan /= np.maximum(np.linalg.norm(tan, axis=1, keepdims=True), 1e-9)
     lane = smooth + right_normal(tan) * off[:, None]
@@ -154,8 +165,16 @@ class Trajectory:
         return float(self.t[-1] - self.t[0])
 
 
-def drive(path: Path, duration_s: float, rng: np.random.Generator, t0_day_s: float = 0.0, dt: float = 0.1,
-          a_max: float = 1.8, b_comf: float = 2.2, a_lat: float = 2.0) -> Trajectory:
+def drive(
+    path: Path,
+    duration_s: float,
+    rng: np.random.Generator,
+    t0_day_s: float = 0.0,
+    dt: float = 0.1,
+    a_max: float = 1.8,
+    b_comf: float = 2.2,
+    a_lat: float = 2.0,
+) -> Trajectory:
     """Follow the path for duration_s. t0_day_s: seconds since midnight UTC of the start (the
     traffic lights run on that clock, the same one the renderer uses)."""
     s_grid = path.s
@@ -164,10 +183,14 @@ def drive(path: Path, duration_s: float, rng: np.random.Generator, t0_day_s: flo
     # backward pass: be able to brake comfortably for every slower stretch ahead
     v_prof = vmax.copy()
     for i in range(len(v_prof) - 2, -1, -1):
-        v_prof[i] = min(v_prof[i], math.sqrt(v_prof[i + 1] ** 2 + 2 * b_comf * (s_grid[i + 1] - s_grid[i])))
+        v_prof[i] = min(
+            v_prof[i], math.sqrt(v_prof[i + 1] ** 2 + 2 * b_comf * (s_grid[i + 1] - s_grid[i]))
+        )
     v_prof[-1] = 0.0
     for i in range(len(v_prof) - 2, -1, -1):
-        v_prof[i] = min(v_prof[i], math.sqrt(v_prof[i + 1] ** 2 + 2 * b_comf * (s_grid[i + 1] - s_grid[i])))
+        v_prof[i] = min(
+            v_prof[i], math.sqrt(v_prof[i + 1] ** 2 + 2 * b_comf * (s_grid[i + 1] - s_grid[i]))
+        )
     n = int(duration_s / dt) + 2
     ts = np.arange(n) * dt
     ss = np.zeros(n)
@@ -187,8 +210,12 @@ def drive(path: Path, duration_s: float, rng: np.random.Generator, t0_day_s: flo
                 continue
             gap = st.s - s
             if st.kind == "light":
-                state = light_state(t0_day_s + t, light_offset(st.feature.node_osm, st.feature.facing_deg))
-                must = state in ("red", "red_amber") or (state == "amber" and gap > v * v / (2 * 3.5))
+                state = light_state(
+                    t0_day_s + t, light_offset(st.feature.node_osm, st.feature.facing_deg)
+                )
+                must = state in ("red", "red_amber") or (
+                    state == "amber" and gap > v * v / (2 * 3.5)
+                )
                 if not must:
                     if gap < 3.0:
                         served.add(i)
@@ -229,15 +256,34 @@ def parked(xy: FloatArray, heading: float, duration_s: float, dt: float = 0.5) -
     n = int(duration_s / dt) + 2
     t = np.arange(n) * dt
     z = np.zeros(n)
-    return Trajectory(t, np.full(n, float(xy[0])), np.full(n, float(xy[1])), np.full(n, float(heading)), z, z.copy(), z.copy())
+    return Trajectory(
+        t,
+        np.full(n, float(xy[0])),
+        np.full(n, float(xy[1])),
+        np.full(n, float(heading)),
+        z,
+        z.copy(),
+        z.copy(),
+    )
 
 
-def camera_attitude(tr: dict[str, FloatArray], rng: np.random.Generator, mount_pitch_deg: float = -2.0) -> tuple[FloatArray, FloatArray]:
+def camera_attitude(
+    tr: dict[str, FloatArray], rng: np.random.Generator, mount_pitch_deg: float = -2.0
+) -> tuple[FloatArray, FloatArray]:
     """Pitch and roll (deg) of the camera: mount angle, nose dive under braking, body roll in
     turns and small road bumps that grow with speed."""
     n = len(tr["speed"])
-    bumps = gaussian_filter1d(rng.standard_normal(n), 1.0) * 0.35 * np.minimum(tr["speed"] / 10.0, 1.5)
-    pitch = mount_pitch_deg - 0.25 * np.clip(-tr["accel"], -2, 5) * 0.4 + 0.15 * np.clip(tr["accel"], 0, 3) * 0.3 + bumps
+    bumps = (
+        gaussian_filter1d(rng.standard_normal(n), 1.0) * 0.35 * np.minimum(tr["speed"] / 10.0, 1.5)
+    )
+    pitch = (
+        mount_pitch_deg
+        - 0.25 * np.clip(-tr["accel"], -2, 5) * 0.4
+        + 0.15 * np.clip(tr["accel"], 0, 3) * 0.3
+        + bumps
+    )
     lat_acc = tr["speed"] * np.radians(tr["yaw_rate"])
-    roll = np.clip(lat_acc, -4, 4) * 0.35 + gaussian_filter1d(rng.standard_normal(n), 1.0) * 0.2 * np.minimum(tr["speed"] / 10.0, 1.5)
+    roll = np.clip(lat_acc, -4, 4) * 0.35 + gaussian_filter1d(
+        rng.standard_normal(n), 1.0
+    ) * 0.2 * np.minimum(tr["speed"] / 10.0, 1.5)
     return pitch, roll

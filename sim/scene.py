@@ -5,6 +5,7 @@ KD-trees over element centres, so a frame only touches what lies within draw dis
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,8 +24,25 @@ SIDEWALK = (150, 152, 150)
 KERB = (185, 187, 185)
 MARKING = (225, 228, 228)
 GROUND = (96, 104, 100)
-FACADES = ((120, 170, 205), (150, 190, 215), (175, 180, 185), (80, 100, 150), (140, 160, 190), (200, 205, 205), (95, 130, 170))
-CAR_COLOURS = ((40, 40, 40), (200, 200, 205), (140, 140, 140), (30, 30, 140), (130, 70, 30), (235, 235, 235), (60, 90, 40), (20, 60, 120))
+FACADES = (
+    (120, 170, 205),
+    (150, 190, 215),
+    (175, 180, 185),
+    (80, 100, 150),
+    (140, 160, 190),
+    (200, 205, 205),
+    (95, 130, 170),
+)
+CAR_COLOURS = (
+    (40, 40, 40),
+    (200, 200, 205),
+    (140, 140, 140),
+    (30, 30, 140),
+    (130, 70, 30),
+    (235, 235, 235),
+    (60, 90, 40),
+    (20, 60, 120),
+)
 
 
 @dataclass
@@ -40,7 +58,9 @@ class GroundLayer:
         q = self.quads.reshape(-1, 4, 2)
         self.quads = q
         self.centre = q.mean(axis=1) if len(q) else np.zeros((0, 2))
-        self.radius = float(np.max(np.linalg.norm(q - self.centre[:, None], axis=2))) if len(q) else 0.0
+        self.radius = (
+            float(np.max(np.linalg.norm(q - self.centre[:, None], axis=2))) if len(q) else 0.0
+        )
         self.tree = cKDTree(self.centre if len(q) else np.zeros((1, 2)) + 1e9)
 
 
@@ -48,11 +68,16 @@ def _disc(c: FloatArray, r: float, n: int = 12) -> FloatArray:
     """A disc as n/2 quads (fan split into quads of 4 points sharing the centre)."""
     a = np.linspace(0, 2 * np.pi, n + 1)
     ring = c + r * np.stack([np.cos(a), np.sin(a)], axis=1)
-    quads = [np.stack([c, ring[i], ring[i + 1], ring[i + 2 if i + 2 <= n else 0]]) for i in range(0, n, 2)]
+    quads = [
+        np.stack([c, ring[i], ring[i + 1], ring[i + 2 if i + 2 <= n else 0]])
+        for i in range(0, n, 2)
+    ]
     return np.array(quads)
 
 
-def _dashes(xy: FloatArray, offset: float, width: float, dash: float, gap: float, trim0: float, trim1: float) -> list[FloatArray]:
+def _dashes(
+    xy: FloatArray, offset: float, width: float, dash: float, gap: float, trim0: float, trim1: float
+) -> list[FloatArray]:
     total = float(np.sum(np.linalg.norm(np.diff(xy, axis=0), axis=1)))
     out = []
     s = trim0
@@ -60,7 +85,16 @@ def _dashes(xy: FloatArray, offset: float, width: float, dash: float, gap: float
         p, t = at_distance(xy, np.array([s, s + dash]))
         nr = right_normal(t)
         a, b = p[0] + nr[0] * offset, p[1] + nr[1] * offset
-        out.append(np.stack([a - nr[0] * width / 2, b - nr[1] * width / 2, b + nr[1] * width / 2, a + nr[0] * width / 2]))
+        out.append(
+            np.stack(
+                [
+                    a - nr[0] * width / 2,
+                    b - nr[1] * width / 2,
+                    b + nr[1] * width / 2,
+                    a + nr[0] * width / 2,
+                ]
+            )
+        )
         s += dash + gap
     return out
 
@@ -100,13 +134,19 @@ def build_static_scene(world: World, features: list[MapFeature], seed: int = 3) 
                 kerb.append(segment_quads(core, hw + 0.2, -hw))
             if r.oneway:
                 for k in range(1, r.lanes):
-                    mark.extend(_dashes(r.xy, -hw + k * r.width_m / r.lanes, 0.12, 3.0, 9.0, t0 + 2, t1 + 2))
+                    mark.extend(
+                        _dashes(r.xy, -hw + k * r.width_m / r.lanes, 0.12, 3.0, 9.0, t0 + 2, t1 + 2)
+                    )
             else:
                 mark.extend(_dashes(r.xy, 0.0, 0.12, 3.0, 9.0, t0 + 2, t1 + 2))
                 per_dir = max(1, r.lanes // 2)
                 for k in range(1, per_dir):
                     for sgn in (-1.0, 1.0):
-                        mark.extend(_dashes(r.xy, sgn * k * r.width_m / r.lanes, 0.12, 3.0, 9.0, t0 + 2, t1 + 2))
+                        mark.extend(
+                            _dashes(
+                                r.xy, sgn * k * r.width_m / r.lanes, 0.12, 3.0, 9.0, t0 + 2, t1 + 2
+                            )
+                        )
     for n in np.nonzero(deg >= 3)[0]:
         junction.append(_disc(world.node_xy[n], world.node_max_width[n] / 2.0 + 1.0))
     # stop lines in front of lights and stop signs; zebras at pedestrian-crossing signs
@@ -122,7 +162,9 @@ def build_static_scene(world: World, features: list[MapFeature], seed: int = 3) 
             if r.oneway or f.id < "f-8":  # one zebra per crossing (two signs share it)
                 for k in np.arange(-r.width_m / 2 + 0.3, r.width_m / 2 - 0.3, 1.0):
                     a = c + right * k + fwd * 1.0
-                    zebra.append(np.stack([a, a + right * 0.5, a + right * 0.5 - fwd * 3.0, a - fwd * 3.0]))
+                    zebra.append(
+                        np.stack([a, a + right * 0.5, a + right * 0.5 - fwd * 3.0, a - fwd * 3.0])
+                    )
             continue
         half = r.width_m / 2.0 if r.oneway else 0.0
         a = c + fwd * 1.5 - right * half
@@ -142,7 +184,7 @@ def build_static_scene(world: World, features: list[MapFeature], seed: int = 3) 
     for i, b in enumerate(world.buildings):
         ring = np.vstack([b.xy, b.xy[:1]])
         col = np.array(FACADES[(i * 7 + int(rng.integers(0, 3))) % len(FACADES)])
-        for a, c in zip(ring[:-1], ring[1:], strict=True):
+        for a, c in itertools.pairwise(ring):
             n = max(1, int(np.ceil(np.linalg.norm(c - a) / 12.0)))
             t = np.linspace(0.0, 1.0, n + 1)[:, None]
             pts = a + t * (c - a)
@@ -165,15 +207,25 @@ def build_static_scene(world: World, features: list[MapFeature], seed: int = 3) 
         _, t = at_distance(r.xy, s)
         for sgn in (-1.0, 1.0):
             pos = p + right_normal(t) * sgn * (r.width_m / 2.0 + 1.6)
-            ok = (fkd.query(pos)[0] > 4.0) & (bkd.query(pos)[0] > 3.0) & (rng.random(len(pos)) < 0.5)
+            ok = (
+                (fkd.query(pos)[0] > 4.0) & (bkd.query(pos)[0] > 3.0) & (rng.random(len(pos)) < 0.5)
+            )
             txy.append(pos[ok])
             th.append(rng.uniform(6.0, 11.0, ok.sum()))
     tree_xy = np.vstack(txy) if txy else np.zeros((0, 2))
     return StaticScene(
-        layers, wall_a, wall_b, np.concatenate(wh) if wh else np.zeros(0),
-        np.vstack(wc).astype(np.uint8) if wc else np.zeros((0, 3), np.uint8), cKDTree(centres),
-        tree_xy, np.concatenate(th) if th else np.zeros(0), cKDTree(tree_xy if len(tree_xy) else np.zeros((1, 2)) + 1e9),
-        list(features), fxy, fkd,
+        layers,
+        wall_a,
+        wall_b,
+        np.concatenate(wh) if wh else np.zeros(0),
+        np.vstack(wc).astype(np.uint8) if wc else np.zeros((0, 3), np.uint8),
+        cKDTree(centres),
+        tree_xy,
+        np.concatenate(th) if th else np.zeros(0),
+        cKDTree(tree_xy if len(tree_xy) else np.zeros((1, 2)) + 1e9),
+        list(features),
+        fxy,
+        fkd,
     )
 
 
@@ -197,7 +249,9 @@ class Car:
 
     def at(self, t: float) -> tuple[float, float]:
         h = np.radians(self.heading_deg)
-        return self.east + self.speed * t * float(np.sin(h)), self.north + self.speed * t * float(np.cos(h))
+        return self.east + self.speed * t * float(np.sin(h)), self.north + self.speed * t * float(
+            np.cos(h)
+        )
 
 
 @dataclass
@@ -240,20 +294,52 @@ class Actors:
         self.ped_kd = cKDTree(self.ped_xy if len(self.ped_xy) else np.zeros((1, 2)) + 1e9)
 
 
-def random_car(rng: np.random.Generator, cid: str, xy: FloatArray, heading: float, speed: float = 0.0) -> Car:
+def random_car(
+    rng: np.random.Generator, cid: str, xy: FloatArray, heading: float, speed: float = 0.0
+) -> Car:
     col = CAR_COLOURS[int(rng.integers(0, len(CAR_COLOURS)))]
-    return Car(cid, float(xy[0]), float(xy[1]), float(heading), col, plate_text(rng), float(rng.uniform(4.0, 4.9)), float(rng.uniform(1.72, 1.9)), speed)
+    return Car(
+        cid,
+        float(xy[0]),
+        float(xy[1]),
+        float(heading),
+        col,
+        plate_text(rng),
+        float(rng.uniform(4.0, 4.9)),
+        float(rng.uniform(1.72, 1.9)),
+        speed,
+    )
 
 
-def random_person(rng: np.random.Generator, pid: str, xy: FloatArray, facing: float, speed: float = 0.0) -> Pedestrian:
+def random_person(
+    rng: np.random.Generator, pid: str, xy: FloatArray, facing: float, speed: float = 0.0
+) -> Pedestrian:
     shirt = tuple(int(x) for x in rng.integers(20, 230, 3))
     trousers = tuple(int(x) for x in rng.integers(15, 120, 3))
-    return Pedestrian(pid, float(xy[0]), float(xy[1]), float(facing), float(rng.uniform(1.55, 1.95)),
-                      int(rng.integers(0, 200)), int(rng.integers(0, 5)), int(rng.integers(0, 5)), shirt, trousers, speed)  # type: ignore[arg-type]
+    return Pedestrian(
+        pid,
+        float(xy[0]),
+        float(xy[1]),
+        float(facing),
+        float(rng.uniform(1.55, 1.95)),
+        int(rng.integers(0, 200)),
+        int(rng.integers(0, 5)),
+        int(rng.integers(0, 5)),
+        shirt,
+        trousers,
+        speed,
+    )  # type: ignore[arg-type]
 
 
-def populate_along(world: World, scene: StaticScene, path_xy: FloatArray, rng: np.random.Generator,
-                   car_every_m: float = 30.0, person_every_m: float = 40.0, prefix: str = "") -> Actors:
+def populate_along(
+    world: World,
+    scene: StaticScene,
+    path_xy: FloatArray,
+    rng: np.random.Generator,
+    car_every_m: float = 30.0,
+    person_every_m: float = 40.0,
+    prefix: str = "",
+) -> Actors:
     """Parked cars at the kerb and pedestrians on the sidewalks beside a driven path."""
     cars: list[Car] = []
     people: list[Pedestrian] = []
@@ -277,8 +363,14 @@ def populate_along(world: World, scene: StaticScene, path_xy: FloatArray, rng: n
         if rng.random() < 6.0 / car_every_m:
             sgn = 1.0 if rng.random() < 0.6 else -1.0
             pos = pts[i] + right_normal(tans[i]) * sgn * (widths[i] / 2.0 + 0.75)
-            if blockers.query(pos)[0] > 3.5 and bkd.query(pos)[0] > 2.5 and not any(np.hypot(c.east - pos[0], c.north - pos[1]) < 5.5 for c in cars[-6:]):
-                hd = float(np.degrees(np.arctan2(tans[i, 0], tans[i, 1])) + (0.0 if sgn > 0 else 180.0))
+            if (
+                blockers.query(pos)[0] > 3.5
+                and bkd.query(pos)[0] > 2.5
+                and not any(np.hypot(c.east - pos[0], c.north - pos[1]) < 5.5 for c in cars[-6:])
+            ):
+                hd = float(
+                    np.degrees(np.arctan2(tans[i, 0], tans[i, 1])) + (0.0 if sgn > 0 else 180.0)
+                )
                 cars.append(random_car(rng, f"{prefix}car{k}", pos, hd + rng.normal(0, 2)))
                 k += 1
         if rng.random() < 6.0 / person_every_m:
@@ -288,6 +380,9 @@ def populate_along(world: World, scene: StaticScene, path_xy: FloatArray, rng: n
                 facing = float(rng.uniform(0, 360))
                 speed = float(rng.uniform(0.8, 1.5)) if rng.random() < 0.5 else 0.0
                 if speed:
-                    facing = float(np.degrees(np.arctan2(tans[i, 0], tans[i, 1])) + (0 if rng.random() < 0.5 else 180))
+                    facing = float(
+                        np.degrees(np.arctan2(tans[i, 0], tans[i, 1]))
+                        + (0 if rng.random() < 0.5 else 180)
+                    )
                 people.append(random_person(rng, f"{prefix}ped{len(people)}", pos, facing, speed))
     return Actors(cars, people)

@@ -35,16 +35,27 @@ def _regular(n: int, r: float, c: float, rot_deg: float) -> np.ndarray:
     return np.stack([c + r * np.cos(a), c + r * np.sin(a)], axis=1)
 
 
-def _text(img: Image, text: str, cx: float, cy: float, height: float, color: tuple[int, int, int], thick: float = 0.16, width: float | None = None) -> None:
+def _text(
+    img: Image,
+    text: str,
+    cx: float,
+    cy: float,
+    height: float,
+    color: tuple[int, int, int],
+    thick: float = 0.16,
+    width: float | None = None,
+) -> None:
     font = cv2.FONT_HERSHEY_SIMPLEX
     t = max(1, int(height * thick))
     (tw, th), _ = cv2.getTextSize(text, font, 1.0, t)
     scale = height / th
     if width is not None:
         scale = min(scale, width / tw)
-    t = max(1, int(round(scale * th * thick)))
+    t = max(1, round(scale * th * thick))
     (tw, th), _ = cv2.getTextSize(text, font, scale, t)
-    cv2.putText(img, text, (int(cx - tw / 2), int(cy + th / 2)), font, scale, (*color, 255), t, cv2.LINE_AA)
+    cv2.putText(
+        img, text, (int(cx - tw / 2), int(cy + th / 2)), font, scale, (*color, 255), t, cv2.LINE_AA
+    )
 
 
 def sign_face(cls: str, size: int = 256) -> Image:
@@ -64,19 +75,43 @@ def sign_face(cls: str, size: int = 256) -> Image:
         del h
     elif cls == "no_entry":
         cv2.circle(img, (int(c), int(c)), int(c - 1), (*RED, 255), -1, cv2.LINE_AA)
-        cv2.rectangle(img, (int(s * 0.18), int(s * 0.41)), (int(s * 0.82), int(s * 0.59)), (*WHITE, 255), -1, cv2.LINE_AA)
+        cv2.rectangle(
+            img,
+            (int(s * 0.18), int(s * 0.41)),
+            (int(s * 0.82), int(s * 0.59)),
+            (*WHITE, 255),
+            -1,
+            cv2.LINE_AA,
+        )
     elif cls.startswith("speed_limit_"):
         cv2.circle(img, (int(c), int(c)), int(c - 1), (*RED, 255), -1, cv2.LINE_AA)
         cv2.circle(img, (int(c), int(c)), int(c * 0.76), (*WHITE, 255), -1, cv2.LINE_AA)
         _text(img, cls.rsplit("_", 1)[1], c, c, s * 0.36, BLACK, 0.17, s * 0.6)
     elif cls == "pedestrian_crossing":
         cv2.rectangle(img, (0, 0), (size - 1, size - 1), (*WHITE, 255), -1)
-        cv2.rectangle(img, (int(s * 0.04), int(s * 0.04)), (int(s * 0.96), int(s * 0.96)), (*BLUE, 255), -1)
+        cv2.rectangle(
+            img, (int(s * 0.04), int(s * 0.04)), (int(s * 0.96), int(s * 0.96)), (*BLUE, 255), -1
+        )
         _poly(img, np.array([[c, s * 0.1], [s * 0.9, s * 0.86], [s * 0.1, s * 0.86]]), WHITE)
         k = s / 256
-        cv2.circle(img, (int(c + 6 * k), int(s * 0.38)), int(12 * k), (*BLACK, 255), -1, cv2.LINE_AA)
-        for a, b in (((c + 2 * k, 0.45), (c - 6 * k, 0.62)), ((c - 6 * k, 0.62), (c - 26 * k, 0.78)), ((c - 6 * k, 0.62), (c + 22 * k, 0.78)), ((c + 2 * k, 0.48), (c + 26 * k, 0.58)), ((c + 2 * k, 0.48), (c - 24 * k, 0.56))):
-            cv2.line(img, (int(a[0]), int(s * a[1])), (int(b[0]), int(s * b[1])), (*BLACK, 255), max(1, int(11 * k)), cv2.LINE_AA)
+        cv2.circle(
+            img, (int(c + 6 * k), int(s * 0.38)), int(12 * k), (*BLACK, 255), -1, cv2.LINE_AA
+        )
+        for a, b in (
+            ((c + 2 * k, 0.45), (c - 6 * k, 0.62)),
+            ((c - 6 * k, 0.62), (c - 26 * k, 0.78)),
+            ((c - 6 * k, 0.62), (c + 22 * k, 0.78)),
+            ((c + 2 * k, 0.48), (c + 26 * k, 0.58)),
+            ((c + 2 * k, 0.48), (c - 24 * k, 0.56)),
+        ):
+            cv2.line(
+                img,
+                (int(a[0]), int(s * a[1])),
+                (int(b[0]), int(s * b[1])),
+                (*BLACK, 255),
+                max(1, int(11 * k)),
+                cv2.LINE_AA,
+            )
     else:
         raise ValueError(f"no sign face for {cls!r}")
     return img
@@ -103,7 +138,14 @@ def traffic_light(state: str, w: int = 72, h: int = 200) -> Image:
         col = cols[i] if i in on else dim[i]
         cv2.circle(img, (w // 2, cy), r, (*col, 255), -1, cv2.LINE_AA)
         if i in on:
-            cv2.circle(img, (w // 2 - r // 3, cy - r // 3), max(1, r // 3), (235, 245, 255, 255), -1, cv2.LINE_AA)
+            cv2.circle(
+                img,
+                (w // 2 - r // 3, cy - r // 3),
+                max(1, r // 3),
+                (235, 245, 255, 255),
+                -1,
+                cv2.LINE_AA,
+            )
     return img
 
 
@@ -112,7 +154,17 @@ def hydrant(w: int = 64, h: int = 150) -> Image:
     body = (35, 35, 205)
     dark = (25, 25, 150)
     cv2.rectangle(img, (int(w * 0.22), int(h * 0.2)), (int(w * 0.78), h - 8), (*body, 255), -1)
-    cv2.ellipse(img, (w // 2, int(h * 0.2)), (int(w * 0.28), int(h * 0.12)), 0, 180, 360, (*dark, 255), -1, cv2.LINE_AA)
+    cv2.ellipse(
+        img,
+        (w // 2, int(h * 0.2)),
+        (int(w * 0.28), int(h * 0.12)),
+        0,
+        180,
+        360,
+        (*dark, 255),
+        -1,
+        cv2.LINE_AA,
+    )
     cv2.rectangle(img, (int(w * 0.4), 0), (int(w * 0.6), int(h * 0.1)), (*dark, 255), -1)
     cv2.rectangle(img, (0, int(h * 0.42)), (w - 1, int(h * 0.55)), (*dark, 255), -1)
     cv2.rectangle(img, (int(w * 0.12), h - 12), (int(w * 0.88), h - 1), (*dark, 255), -1)
@@ -159,13 +211,30 @@ def face(index: int, tone: int, hair: int, w: int = 80, h: int = 104) -> Image:
     g = (g - g.min()) / max(1e-6, g.max() - g.min())
     img = _canvas(w, h)
     hc = HAIR[hair % len(HAIR)]
-    cv2.ellipse(img, (w // 2, int(h * 0.46)), (int(w * 0.5) - 1, int(h * 0.46)), 0, 0, 360, (*hc, 255), -1, cv2.LINE_AA)
+    cv2.ellipse(
+        img,
+        (w // 2, int(h * 0.46)),
+        (int(w * 0.5) - 1, int(h * 0.46)),
+        0,
+        0,
+        360,
+        (*hc, 255),
+        -1,
+        cv2.LINE_AA,
+    )
     fw, fh = int(w * 0.84), int(h * 0.72)
-    crop = cv2.resize((g * 255).astype(np.uint8), (fw, fh), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255.0
+    crop = (
+        cv2.resize((g * 255).astype(np.uint8), (fw, fh), interpolation=cv2.INTER_CUBIC).astype(
+            np.float32
+        )
+        / 255.0
+    )
     tone_bgr = np.array(SKIN_TONES[tone % len(SKIN_TONES)], np.float32) / 255.0
     rgb = np.clip((0.25 + 0.95 * crop[..., None]) * tone_bgr * 255.0, 0, 255).astype(np.uint8)
     mask = np.zeros((fh, fw), np.uint8)
-    cv2.ellipse(mask, (fw // 2, fh // 2), (fw // 2 - 1, fh // 2 - 1), 0, 0, 360, 255, -1, cv2.LINE_AA)
+    cv2.ellipse(
+        mask, (fw // 2, fh // 2), (fw // 2 - 1, fh // 2 - 1), 0, 0, 360, 255, -1, cv2.LINE_AA
+    )
     y0, x0 = int(h * 0.24), (w - fw) // 2
     roi = img[y0 : y0 + fh, x0 : x0 + fw]
     a = (mask.astype(np.float32) / 255.0)[..., None]
@@ -177,7 +246,9 @@ def face(index: int, tone: int, hair: int, w: int = 80, h: int = 104) -> Image:
 def head_back(hair: int, w: int = 80, h: int = 104) -> Image:
     img = _canvas(w, h)
     hc = HAIR[hair % len(HAIR)]
-    cv2.ellipse(img, (w // 2, h // 2), (w // 2 - 1, h // 2 - 1), 0, 0, 360, (*hc, 255), -1, cv2.LINE_AA)
+    cv2.ellipse(
+        img, (w // 2, h // 2), (w // 2 - 1, h // 2 - 1), 0, 0, 360, (*hc, 255), -1, cv2.LINE_AA
+    )
     return img
 
 
@@ -186,7 +257,9 @@ def mips(img: Image) -> list[Image]:
     out = [img]
     while min(out[-1].shape[:2]) > 12:
         h, w = out[-1].shape[:2]
-        out.append(cv2.resize(out[-1], (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA))
+        out.append(
+            cv2.resize(out[-1], (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+        )
     return out
 
 

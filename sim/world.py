@@ -8,6 +8,7 @@ the ODbL attribution in a top-level ``metadata`` member.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -111,7 +112,7 @@ class World:
         pts, owner = [], []
         for i, b in enumerate(self.buildings):
             ring = np.vstack([b.xy, b.xy[:1]])
-            for a, c in zip(ring[:-1], ring[1:], strict=True):
+            for a, c in itertools.pairwise(ring):
                 n = max(1, int(np.linalg.norm(c - a) / 5.0))
                 t = np.linspace(0.0, 1.0, n + 1)[:, None]
                 pts.append(a + t * (c - a))
@@ -191,7 +192,10 @@ class World:
                 {
                     "type": "Feature",
                     "id": f"osm-node-{c['osm_id']}",
-                    "geometry": {"type": "Point", "coordinates": _coords(np.atleast_1d(lon), np.atleast_1d(lat))[0]},
+                    "geometry": {
+                        "type": "Point",
+                        "coordinates": _coords(np.atleast_1d(lon), np.atleast_1d(lat))[0],
+                    },
                     "properties": {"kind": c["kind"], "osm_id": c["osm_id"]},
                 }
             )
@@ -218,8 +222,15 @@ class World:
                 ends.append(ids[osm_id])
             roads.append(
                 Road(
-                    ends[0], ends[1], xy, p["highway"], int(p["lanes"]), bool(p["oneway"]),
-                    int(p["speed_limit_kmh"]), p.get("name", ""), int(p.get("osm_way_id", 0)),
+                    ends[0],
+                    ends[1],
+                    xy,
+                    p["highway"],
+                    int(p["lanes"]),
+                    bool(p["oneway"]),
+                    int(p["speed_limit_kmh"]),
+                    p.get("name", ""),
+                    int(p.get("osm_way_id", 0)),
                     p.get("maxspeed_osm", ""),
                 )
             )
@@ -229,17 +240,30 @@ class World:
             for f in json.loads(bpath.read_text())["features"]:
                 c = np.asarray(f["geometry"]["coordinates"][0], dtype=np.float64)[:-1]
                 e, n = frame.to_enu(c[:, 0], c[:, 1])
-                buildings.append(Building(np.stack([e, n], axis=1), float(f["properties"]["height_m"])))
+                buildings.append(
+                    Building(np.stack([e, n], axis=1), float(f["properties"]["height_m"]))
+                )
         controls = []
         cpath = folder / "controls.geojson"
         if cpath.exists():
             for f in json.loads(cpath.read_text())["features"]:
                 lon, lat = f["geometry"]["coordinates"]
                 e, n = frame.to_enu(lon, lat)
-                controls.append({"kind": f["properties"]["kind"], "xy": np.array([float(e), float(n)]), "osm_id": int(f["properties"]["osm_id"])})
+                controls.append(
+                    {
+                        "kind": f["properties"]["kind"],
+                        "xy": np.array([float(e), float(n)]),
+                        "osm_id": int(f["properties"]["osm_id"]),
+                    }
+                )
         return cls(
-            frame, np.array(list(ids.keys()), dtype=np.int64), np.array(node_xy), roads,
-            buildings, controls, str(meta.get("source", "")),
+            frame,
+            np.array(list(ids.keys()), dtype=np.int64),
+            np.array(node_xy),
+            roads,
+            buildings,
+            controls,
+            str(meta.get("source", "")),
         )
 
 

@@ -45,20 +45,50 @@ def generate(pbf: Path, out: Path, speed_plan: str = "osm", seed: int = 7) -> di
     save_features(out / "features.geojson", world, feats, 1)
     v2, diff = changed_version(world, feats, seed + 1)
     save_features(out / "features_v2.geojson", world, v2, 2)
-    (out / "changes.json").write_text(json.dumps({"from": "features.geojson", "to": "features_v2.geojson", "attribution": ATTRIBUTION, **diff}, indent=1) + "\n")
+    (out / "changes.json").write_text(
+        json.dumps(
+            {
+                "from": "features.geojson",
+                "to": "features_v2.geojson",
+                "attribution": ATTRIBUTION,
+                **diff,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     counts: dict[str, int] = {}
     for f in feats:
         counts[f.cls] = counts.get(f.cls, 0) + 1
     plan_note = (
-        "taken from the OSM `maxspeed` tags (class defaults where missing)." if speed_plan == "osm" else
-        "a synthetic plan by road class (primary with 3+ lanes 60, primary 50, secondary/tertiary 40, others 30 km/h), "
+        "taken from the OSM `maxspeed` tags (class defaults where missing)."
+        if speed_plan == "osm"
+        else "a synthetic plan by road class (primary with 3+ lanes 60, primary 50, secondary/tertiary 40, others 30 km/h), "
         "because this extract only carries 30 and 40 km/h tags; `maxspeed_osm` keeps the tag."
     )
-    (out / "README.md").write_text(README.format(
-        attribution=ATTRIBUTION, license=LICENSE, source=pbf.name, n1=len(feats), n2=len(v2), plan_note=plan_note,
-        nodes=len(world.node_ids), roads=len(world.roads), km=world.total_length_km(), buildings=len(world.buildings),
-        classes=", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
-    ))
-    return {"nodes": len(world.node_ids), "roads": len(world.roads), "km": round(world.total_length_km(), 2),
-            "buildings": len(world.buildings), "features": len(feats), "features_v2": len(v2),
-            "removed": len(diff["removed"]), "added": len(diff["added"]), "moved": len(diff["moved"])}
+    (out / "README.md").write_text(
+        README.format(
+            attribution=ATTRIBUTION,
+            license=LICENSE,
+            source=pbf.name,
+            n1=len(feats),
+            n2=len(v2),
+            plan_note=plan_note,
+            nodes=len(world.node_ids),
+            roads=len(world.roads),
+            km=world.total_length_km(),
+            buildings=len(world.buildings),
+            classes=", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+        )
+    )
+    return {
+        "nodes": len(world.node_ids),
+        "roads": len(world.roads),
+        "km": round(world.total_length_km(), 2),
+        "buildings": len(world.buildings),
+        "features": len(feats),
+        "features_v2": len(v2),
+        "removed": len(diff["removed"]),
+        "added": len(diff["added"]),
+        "moved": len(diff["moved"]),
+    }

@@ -15,7 +15,15 @@ from sim.world import Road, World
 def straight_world() -> World:
     xy = np.array([[0.0, -100.0], [0.0, 300.0]])
     road = Road(0, 1, xy, "secondary", 2, False, 40, "Testikatu")
-    return World(LocalFrame(60.17, 24.94), np.array([1, 2], dtype=np.int64), xy.copy(), [road], [], [], "synthetic")
+    return World(
+        LocalFrame(60.17, 24.94),
+        np.array([1, 2], dtype=np.int64),
+        xy.copy(),
+        [road],
+        [],
+        [],
+        "synthetic",
+    )
 
 
 @pytest.fixture(scope="session")

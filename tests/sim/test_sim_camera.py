@@ -18,7 +18,9 @@ def test_the_default_dashcam_is_1280x720_with_a_120_degree_field_of_view() -> No
 def test_a_point_on_the_optical_axis_projects_to_the_principal_point() -> None:
     intr = Intrinsics.from_hfov()
     pose = Pose(10.0, 20.0, 1.3, 37.0)
-    ahead = np.array([10.0 + 50 * math.sin(math.radians(37)), 20.0 + 50 * math.cos(math.radians(37)), 1.3])
+    ahead = np.array(
+        [10.0 + 50 * math.sin(math.radians(37)), 20.0 + 50 * math.cos(math.radians(37)), 1.3]
+    )
     uv, depth = project(ahead, pose, intr)
     assert uv == pytest.approx([intr.cx, intr.cy], abs=1e-6)
     assert depth == pytest.approx(50.0)

@@ -9,7 +9,16 @@ from sim.features import CLASS_NAMES
 
 
 def test_a_yolo_dataset_has_images_labels_and_class_names(tmp_path: Path) -> None:
-    stats = write_dataset(tmp_path, 8, seed=2, width=480, height=270, val_fraction=0.25, workers=1, show_progress=False)
+    stats = write_dataset(
+        tmp_path,
+        8,
+        seed=2,
+        width=480,
+        height=270,
+        val_fraction=0.25,
+        workers=1,
+        show_progress=False,
+    )
     data = (tmp_path / "data.yaml").read_text()
     for i, name in enumerate(CLASS_NAMES):
         assert f"  {i}: {name}\n" in data

@@ -14,7 +14,9 @@ START = datetime(2025, 6, 2, 7, 15, 3, 400_000, tzinfo=UTC)
 
 
 def _spec(**kw: object) -> DriveSpec:
-    base = dict(device_id="t1", seed=5, start_utc=START, duration_s=4.0, fps=5.0, width=320, height=180)
+    base = dict(
+        device_id="t1", seed=5, start_utc=START, duration_s=4.0, fps=5.0, width=320, height=180
+    )
     base.update(kw)
     return DriveSpec(**base)  # type: ignore[arg-type]
 

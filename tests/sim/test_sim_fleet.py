@@ -7,7 +7,9 @@ from sim.fleet import ADVERSARY_KINDS, plan_fleet, run_fleet
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def test_the_same_seed_gives_the_same_fleet(tmp_path: Path) -> None:
@@ -17,7 +19,11 @@ def test_the_same_seed_gives_the_same_fleet(tmp_path: Path) -> None:
         run_fleet(plan, tmp_path / str(k), workers=2, show_progress=False)
         runs.append(_files(tmp_path / str(k)))
     assert runs[0].keys() == runs[1].keys()
-    truth = [k for k in runs[0] if k.endswith((".nmea", ".csv", ".jsonl", "fleet.json", "manifest.json", ".gpx"))]
+    truth = [
+        k
+        for k in runs[0]
+        if k.endswith((".nmea", ".csv", ".jsonl", "fleet.json", "manifest.json", ".gpx"))
+    ]
     assert len(truth) > 10
     for k in truth:
         assert runs[0][k] == runs[1][k], k
@@ -25,7 +31,9 @@ def test_the_same_seed_gives_the_same_fleet(tmp_path: Path) -> None:
         assert runs[0][k] == runs[1][k], k
     other = plan_fleet(3, 0.05, seed=10, adversaries="duplicate_farmer", width=320, height=180)
     run_fleet(other, tmp_path / "other", workers=1, show_progress=False)
-    assert (tmp_path / "other" / "devices" / "dev00" / "gnss.nmea").read_bytes() != runs[0]["devices/dev00/gnss.nmea"]
+    assert (tmp_path / "other" / "devices" / "dev00" / "gnss.nmea").read_bytes() != runs[0][
+        "devices/dev00/gnss.nmea"
+    ]
 
 
 def test_a_fleet_labels_every_adversary_and_keeps_most_devices_honest() -> None:

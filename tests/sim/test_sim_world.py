@@ -19,7 +19,10 @@ def test_the_sample_world_is_helsinki_with_odbl_attribution(world: World) -> Non
     assert 20.0 < world.total_length_km() < 23.0
     assert ATTRIBUTION in (d / "README.md").read_text()
     for name in ("roads", "buildings", "controls", "features", "features_v2"):
-        assert json.loads((d / f"{name}.geojson").read_text())["metadata"]["attribution"] == ATTRIBUTION
+        assert (
+            json.loads((d / f"{name}.geojson").read_text())["metadata"]["attribution"]
+            == ATTRIBUTION
+        )
 
 
 def test_routes_can_reach_most_of_the_network(world: World) -> None:
@@ -50,7 +53,9 @@ def test_the_second_version_differs_by_exactly_the_recorded_diff(world: World) -
     assert removed and added and diff["moved"]
     for m in diff["moved"]:
         a, b = v1[m["id"]], v2[m["id"]]
-        assert ((a.east - b.east) ** 2 + (a.north - b.north) ** 2) ** 0.5 == pytest.approx(m["distance_m"], abs=0.05)
+        assert ((a.east - b.east) ** 2 + (a.north - b.north) ** 2) ** 0.5 == pytest.approx(
+            m["distance_m"], abs=0.05
+        )
     unchanged = set(v1) - removed - {m["id"] for m in diff["moved"]}
     assert all(v1[i] == v2[i] for i in unchanged)
 
@@ -62,6 +67,10 @@ def test_any_pbf_becomes_a_world_folder(tmp_path) -> None:  # type: ignore[no-un
     stats = generate(sample_pbf_path(), tmp_path, "class")
     assert stats["features"] >= 200
     again = World.load(tmp_path)
-    assert again.total_length_km() == pytest.approx(World.load(default_world_dir()).total_length_km(), rel=1e-6)
+    assert again.total_length_km() == pytest.approx(
+        World.load(default_world_dir()).total_length_km(), rel=1e-6
+    )
     # the committed sample is exactly what the generator makes
-    assert (tmp_path / "features.geojson").read_text() == (default_world_dir() / "features.geojson").read_text()
+    assert (tmp_path / "features.geojson").read_text() == (
+        default_world_dir() / "features.geojson"
+    ).read_text()
