@@ -42,7 +42,7 @@ def measure(width: int, height: int, frames: int) -> tuple[float, float]:
     render_fps = n / (time.perf_counter() - t0)
     with tempfile.TemporaryDirectory() as d:
         vw = cv2.VideoWriter(
-            os.path.join(d, "v.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (width, height)
+            os.path.join(d, "v.mp4"), cv2.VideoWriter.fourcc(*"mp4v"), 5.0, (width, height)
         )
         t0 = time.perf_counter()
         for img in imgs:

@@ -116,7 +116,11 @@ def cmd_drive(args: argparse.Namespace) -> int:
 
     t0 = time.time()
     with tqdm(total=sim.frame_count, unit="frame", desc="sim drive") as bar:
-        record(ctx, sim, Path(args.out), progress=bar.update)
+
+        def tick(n: int) -> None:
+            bar.update(n)
+
+        record(ctx, sim, Path(args.out), progress=tick)
     print(
         f"drive {args.out}: {sim.frame_count} frames at {w}x{h} {args.fps:g} fps in {time.time() - t0:.1f} s"
     )

@@ -178,8 +178,8 @@ def smudge_mask(
         1.0,
         -1,
     )
-    m = cv2.GaussianBlur(m, (0, 0), a * 0.25)
-    return (1.0 - 0.92 * m)[..., None]
+    m = np.asarray(cv2.GaussianBlur(m, (0, 0), a * 0.25), dtype=np.float32)
+    return np.asarray((1.0 - 0.92 * m)[..., None], dtype=np.float32)
 
 
 def noise_tiles(width: int, height: int, n: int, seed: int) -> list[NDArray[np.int16]]:
@@ -197,7 +197,7 @@ def motion_blur(img: Image, px_horizontal: float, px_vertical: float) -> Image:
     kx, ky = round(px_horizontal), round(px_vertical)
     if kx < 2 and ky < 2:
         return img
-    return cv2.blur(img, (max(1, kx), max(1, ky)))
+    return np.asarray(cv2.blur(img, (max(1, kx), max(1, ky))), dtype=np.uint8)
 
 
 def jpeg_roundtrip(img: Image, quality: int) -> Image:
@@ -205,4 +205,4 @@ def jpeg_roundtrip(img: Image, quality: int) -> Image:
     if not ok:
         return img
     out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    return out if out is not None else img
+    return np.asarray(out, dtype=np.uint8) if out is not None else img

@@ -27,7 +27,7 @@ from sim.features import CLASS_ID, CLASS_NAMES, FEATURE_CLASSES, SHAPES, MapFeat
 from sim.geo import bearing_deg
 from sim.polyline import at_distance, right_normal
 from sim.render import Label, Renderer
-from sim.scene import Actors, random_car, random_person
+from sim.scene import Actors, Car, Pedestrian, random_car, random_person
 from sim.world import LANE_WIDTH_M
 
 logger = logging.getLogger(__name__)
@@ -83,8 +83,8 @@ def sample_scene(
         heading = float(bearing_deg(fwd[0], fwd[1])) + float(rng.normal(0, 8))
         road_w = r.width_m
         if rng.random() < 0.35:  # plant a sign of a random class beside the road ahead
-            k = str(rng.choice([c for c in FEATURE_CLASSES if c != "fire_hydrant"]))
-            w, h, z = SHAPES[shape_key(k)]
+            kind = str(rng.choice([c for c in FEATURE_CLASSES if c != "fire_hydrant"]))
+            w, h, z = SHAPES[shape_key(kind)]
             pos = (
                 cam
                 + fwd * float(rng.uniform(5, 35))
@@ -92,8 +92,8 @@ def sample_scene(
             )
             extra.append(
                 MapFeature(
-                    f"x-{k}",
-                    k,
+                    f"x-{kind}",
+                    kind,
                     float(pos[0]),
                     float(pos[1]),
                     z + float(rng.normal(0, 0.15)),
@@ -112,7 +112,8 @@ def sample_scene(
         heading = float(bearing_deg(fwd[0], fwd[1])) + float(rng.normal(0, 4))
         right = np.array([fwd[1], -fwd[0]])
         road_w = r.width_m
-    cars, people = [], []
+    cars: list[Car] = []
+    people: list[Pedestrian] = []
     for k in range(int(rng.integers(1, 6))):
         along = float(rng.uniform(4, 35))
         where = rng.random()

@@ -282,7 +282,7 @@ def alter_copy(img: NDArray[np.uint8], rng: np.random.Generator) -> NDArray[np.u
     )
     ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(70, 90))])
     dec = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
-    return dec if dec is not None else out
+    return np.asarray(dec if dec is not None else out, dtype=np.uint8)
 
 
 # ------------------------------------------------------------------ writing
@@ -305,7 +305,7 @@ class DriveWriter:
         (out / "truth").mkdir(exist_ok=True)
         self.video = cv2.VideoWriter(
             str(out / "video.mp4"),
-            cv2.VideoWriter_fourcc(*"mp4v"),
+            cv2.VideoWriter.fourcc(*"mp4v"),
             spec.fps,
             (spec.width, spec.height),
         )

@@ -179,7 +179,7 @@ def _merge_chains(
     out = []
 
     def walk(start_seg: int, start_node: int) -> None:
-        coords = []
+        coords: list[np.ndarray] = []
         node = start_node
         seg = start_seg
         first = start_node

@@ -164,7 +164,7 @@ class Renderer:
                 1.0 if faults is None else 1.0 + 2.0 * (1.0 - faults.exposure)
             )
             np.multiply(tile, sigma / 10.0, out=self._noise_buf, casting="unsafe")
-            img = cv2.add(img, self._noise_buf, dtype=cv2.CV_8U)
+            img = np.asarray(cv2.add(img, self._noise_buf, dtype=cv2.CV_8U), dtype=np.uint8)
         if jpeg_quality is not None:
             img = jpeg_roundtrip(img, jpeg_quality)
         return RenderResult(img, labels)
@@ -748,7 +748,7 @@ class Renderer:
     # ------------------------------------------------------------------ faults
     def _apply_faults(self, img: Image, faults: CameraFaults) -> Image:
         if faults.blur_sigma > 0:
-            img = cv2.GaussianBlur(img, (0, 0), faults.blur_sigma)
+            img = np.asarray(cv2.GaussianBlur(img, (0, 0), faults.blur_sigma), dtype=np.uint8)
         if faults.obstruction > 0:
             if faults.obstruction not in self._smudge:
                 self._smudge[faults.obstruction] = smudge_mask(
@@ -759,5 +759,5 @@ class Renderer:
                 )
             img = (img * self._smudge[faults.obstruction]).astype(np.uint8)
         if faults.exposure != 1.0:
-            img = cv2.convertScaleAbs(img, alpha=faults.exposure)
+            img = np.asarray(cv2.convertScaleAbs(img, alpha=faults.exposure), dtype=np.uint8)
         return img

@@ -82,7 +82,9 @@ def build_path(
     world: World, nodes: list[int], features: list[MapFeature], speed_factor: float = 1.0
 ) -> Path:
     g = world.graph
-    pts, offs, lims = [], [], []
+    pts: list[FloatArray] = []
+    offs: list[FloatArray] = []
+    lims: list[FloatArray] = []
     for a, b in itertools.pairwise(nodes):
         e = g.edges[a, b]
         r = world.roads[e["road"]]
@@ -118,12 +120,13 @@ def _stops(world: World, path: Path, features: list[MapFeature]) -> list[Stop]:
     for f in features:
         if f.cls in ("traffic_light", "stop", "yield") and f.node_osm:
             by_app[(f.node_osm, f.from_osm)] = f
-    stops = []
+    stops: list[Stop] = []
     ids = world.node_ids
     for a, b in zip(path.nodes[:-1], path.nodes[1:], strict=True):
-        f = by_app.get((int(ids[b]), int(ids[a])))
-        if f is None:
+        found = by_app.get((int(ids[b]), int(ids[a])))
+        if found is None:
             continue
+        f = found
         d = np.linalg.norm(path.xy - f.xy, axis=1)
         k = int(np.argmin(d))
         if stops and abs(path.s[k] - stops[-1].s) < 1.0:
@@ -249,12 +252,12 @@ def drive(
     north = path.xy[lo, 1] * (1 - w) + path.xy[idx, 1] * w
     head_unw = np.degrees(np.unwrap(np.radians(path.heading)))
     heading = np.interp(ss, s_grid, head_unw)
-    return Trajectory(ts, east, north, heading, vs, acc, ss)
+    return Trajectory(np.asarray(ts, np.float64), east, north, heading, vs, acc, ss)
 
 
 def parked(xy: FloatArray, heading: float, duration_s: float, dt: float = 0.5) -> Trajectory:
     n = int(duration_s / dt) + 2
-    t = np.arange(n) * dt
+    t = np.asarray(np.arange(n) * dt, dtype=np.float64)
     z = np.zeros(n)
     return Trajectory(
         t,

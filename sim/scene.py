@@ -160,16 +160,16 @@ def build_static_scene(world: World, features: list[MapFeature], seed: int = 3) 
         c = f.xy - right * (r.width_m / 2.0 + 1.0)
         if f.cls == "pedestrian_crossing":
             if r.oneway or f.id < "f-8":  # one zebra per crossing (two signs share it)
-                for k in np.arange(-r.width_m / 2 + 0.3, r.width_m / 2 - 0.3, 1.0):
-                    a = c + right * k + fwd * 1.0
+                for across in np.arange(-r.width_m / 2 + 0.3, r.width_m / 2 - 0.3, 1.0):
+                    a = c + right * float(across) + fwd * 1.0
                     zebra.append(
                         np.stack([a, a + right * 0.5, a + right * 0.5 - fwd * 3.0, a - fwd * 3.0])
                     )
             continue
         half = r.width_m / 2.0 if r.oneway else 0.0
         a = c + fwd * 1.5 - right * half
-        b = c + fwd * 1.5 + right * (r.width_m / 2.0)
-        stopline.append(np.stack([a, b, b + fwd * 0.4, a + fwd * 0.4]))
+        e = c + fwd * 1.5 + right * (r.width_m / 2.0)
+        stopline.append(np.stack([a, e, e + fwd * 0.4, a + fwd * 0.4]))
     layers = [
         GroundLayer("sidewalk", SIDEWALK, _cat(side)),
         GroundLayer("road", ASPHALT, _cat(road)),
@@ -185,13 +185,13 @@ def build_static_scene(world: World, features: list[MapFeature], seed: int = 3) 
         ring = np.vstack([b.xy, b.xy[:1]])
         col = np.array(FACADES[(i * 7 + int(rng.integers(0, 3))) % len(FACADES)])
         for a, c in itertools.pairwise(ring):
-            n = max(1, int(np.ceil(np.linalg.norm(c - a) / 12.0)))
-            t = np.linspace(0.0, 1.0, n + 1)[:, None]
+            pieces = max(1, int(np.ceil(np.linalg.norm(c - a) / 12.0)))
+            t = np.linspace(0.0, 1.0, pieces + 1)[:, None]
             pts = a + t * (c - a)
             wa.append(pts[:-1])
             wb.append(pts[1:])
-            wh.append(np.full(n, b.height_m))
-            wc.append(np.repeat(col[None], n, axis=0))
+            wh.append(np.full(pieces, b.height_m))
+            wc.append(np.repeat(col[None], pieces, axis=0))
     wall_a = np.vstack(wa) if wa else np.zeros((0, 2))
     wall_b = np.vstack(wb) if wb else np.zeros((0, 2))
     centres = (wall_a + wall_b) / 2 if len(wall_a) else np.zeros((1, 2)) + 1e9
@@ -314,8 +314,10 @@ def random_car(
 def random_person(
     rng: np.random.Generator, pid: str, xy: FloatArray, facing: float, speed: float = 0.0
 ) -> Pedestrian:
-    shirt = tuple(int(x) for x in rng.integers(20, 230, 3))
-    trousers = tuple(int(x) for x in rng.integers(15, 120, 3))
+    s3 = rng.integers(20, 230, 3)
+    t3 = rng.integers(15, 120, 3)
+    shirt = (int(s3[0]), int(s3[1]), int(s3[2]))
+    trousers = (int(t3[0]), int(t3[1]), int(t3[2]))
     return Pedestrian(
         pid,
         float(xy[0]),

@@ -258,7 +258,10 @@ def mips(img: Image) -> list[Image]:
     while min(out[-1].shape[:2]) > 12:
         h, w = out[-1].shape[:2]
         out.append(
-            cv2.resize(out[-1], (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+            np.asarray(
+                cv2.resize(out[-1], (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA),
+                dtype=np.uint8,
+            )
         )
     return out
 
