@@ -236,6 +236,7 @@ class Track:
             fix.quality,
             fix.satellites,
             fix.hdop,
+            fix.dim,
         )
 
     # -- live use: fixes arrive one at a time ---------------------------------------------

@@ -136,6 +136,35 @@ class LocalStack:
             name, "-v", "ingest", "run", ROADMESH_INGEST_CLIENT_ID=f"ingest-test-{index}"
         )
 
+    def start_ingest_worker(self, index: int, wait: bool = True, **extra_env: str) -> subprocess.Popen[bytes]:
+        """One more `roadmesh ingest run` with client id ingest-test-<index>; waits until it consumes.
+
+        Restarting a worker with the same index reuses its client id, hence its broker
+        session and the messages still unacknowledged in it.
+        """
+        name = f"ingest-{index}"
+        env = {"ROADMESH_INGEST_CLIENT_ID": f"ingest-test-{index}", **extra_env}
+        before = self.log(name).count("consuming")
+        proc = self.spawn(name, "-v", "ingest", "run", **env)
+        if wait:
+            self.wait_for(lambda: self.log(name).count("consuming") > before, 30, f"{name} to subscribe")
+        return proc
+
+    def kill_process(self, name: str) -> None:
+        """SIGKILL, as in a crash: no drain, no disconnect."""
+        proc = self.processes.pop(name, None)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def restart_broker(self, down_s: float = 1.0) -> None:
+        """Stop Mosquitto (it saves its persistence file), wait, start it again on the same port."""
+        if self.broker is None:
+            raise StackError("the broker is not running")
+        self.broker.stop()
+        time.sleep(down_s)
+        self.broker.start()
+
     def start_web(self) -> None:
         self.spawn("web", "web", "serve", "--port", str(self.web_port))
         if not wait_for_port("127.0.0.1", self.web_port, 30):
@@ -234,3 +263,22 @@ class LocalStack:
     def wait_for_frames(self, n: int, timeout: float = 60) -> dict[str, Any]:
         self.wait_for(lambda: self.stats()["frames"] >= n, timeout, f"{n} frames")
         return self.stats()
+
+
+    # -- edge end-to-end helpers ----------------------------------------------------------
+    def create_user(self, username: str, password: str) -> None:
+        """A driver account with a password (the enrolment credential of `roadmesh edge provision`)."""
+        code = (
+            "from webapp.django_setup import setup_django; setup_django()\n"
+            "from webapp.accounts.models import User\n"
+            f"User.objects.create_user(username={username!r}, password={password!r}, role=User.Role.DRIVER)\n"
+        )
+        proc = subprocess.run([sys.executable, "-c", code], env=self.env(), capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise StackError(f"creating user {username} failed:\n{proc.stderr}")
+
+    def device_frames(self, device_id: str, bbox: str = "24.80,60.10,25.10,60.30") -> list[dict[str, Any]]:
+        """GeoJSON features of one device's stored frames, in seq order."""
+        body = self.get_json(f"/api/v1/frames?bbox={bbox}&limit=10000")
+        feats = [f for f in body["features"] if f["properties"]["device"] == device_id]
+        return sorted(feats, key=lambda f: f["properties"]["seq"])

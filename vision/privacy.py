@@ -117,14 +117,21 @@ class CenterFaceDetector:
 class ClassicalPlateDetector:
     """Plate-shaped bright boxes full of vertical strokes (OpenCV morphology, no model)."""
 
-    def __init__(self, analysis_width: int = 1280, min_width_px: int = 16) -> None:
+    def __init__(self, analysis_width: int = 1920, min_width_px: int = 16) -> None:
         self.analysis_width = analysis_width
         self.min_width_px = min_width_px
 
     def detect(self, image: Image) -> list[Box]:
-        h, w = image.shape[:2]
-        scale = min(1.0, self.analysis_width / w)
+        """Two scales (full and half analysis width): the morphology kernels fit small
+        plates at the first and large ones at the second."""
         grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        w = grey.shape[1]
+        boxes = self._detect(grey, min(1.0, self.analysis_width / w))
+        boxes += self._detect(grey, min(1.0, self.analysis_width / w) / 2)
+        return nms(boxes, 0.2)
+
+    def _detect(self, grey: Image, scale: float) -> list[Box]:
+        h, w = grey.shape[:2]
         if scale < 1.0:
             grey = cv2.resize(grey, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
         # Dark characters on a bright plate: black-hat brings the strokes out.
@@ -144,8 +151,24 @@ class ClassicalPlateDetector:
             fill = cv2.contourArea(c) / float(bw * bh)
             if fill < 0.45 or float(patch.std()) < 25 or float(np.percentile(patch, 80)) < 110:
                 continue
+            if not 4 <= _character_count(patch) <= 10:
+                continue
             boxes.append(Box(x / scale, y / scale, (x + bw) / scale, (y + bh) / scale, fill))
         return boxes
+
+
+def _character_count(patch: Image) -> int:
+    """Dark blobs shaped like characters: 35-95 % of the plate's height, narrower than tall,
+    side by side along the middle row."""
+    h, w = patch.shape
+    _, dark = cv2.threshold(patch, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    n, _labels, stats, centroids = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    count = 0
+    for i in range(1, n):
+        _x, _y, cw, ch, area = stats[i]
+        if 0.35 * h <= ch <= 0.95 * h and cw <= 0.9 * ch and area >= 0.2 * cw * ch and abs(centroids[i][1] - h / 2) < 0.25 * h:
+            count += 1
+    return count
 
 
 def nms(boxes: list[Box], iou: float) -> list[Box]:
