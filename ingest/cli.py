@@ -15,6 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmds = parser.add_subparsers(dest="ingest_command", metavar="SUBCOMMAND")
     run = cmds.add_parser("run", help="run one ingest worker (the default)")
     run.set_defaults(func=_run)
+    audit = cmds.add_parser("audit", help="track-level fraud audit and device trust scores (run periodically)")
+    audit.add_argument("--full", action="store_true", help="re-audit every frame, not only new ones")
+    audit.add_argument("--device", action="append", default=[], help="only this device id (repeatable)")
+    audit.add_argument("--no-visual", action="store_true", help="skip the image-vs-track check (no image reads)")
+    audit.set_defaults(func=_audit)
 
     broker = cmds.add_parser("broker", help="the embedded Mosquitto broker")
     bcmds = broker.add_subparsers(dest="broker_command", metavar="ACTION", required=True)
@@ -39,6 +44,23 @@ def _run(args: argparse.Namespace) -> int:
     from ingest.service import run_worker
 
     return run_worker()
+
+
+def _audit(args: argparse.Namespace) -> int:
+    setup_django()
+    from django.conf import settings
+
+    from ingest.audit import Auditor
+    from ingest.policy import IntakePolicy
+    from ingest.store import store_from_env
+    from webapp.fleet.models import Device
+
+    devices = Device.objects.filter(device_id__in=args.device) if args.device else None
+    auditor = Auditor(store_from_env(settings.PATHS.image_dir), IntakePolicy.from_env().fraud, visual=not args.no_visual)
+    report = auditor.run(devices, full=args.full)
+    checks = ", ".join(f"{k}={v}" for k, v in sorted(report.by_check.items())) or "none"
+    print(f"audited {report.frames} frames of {report.devices} devices; {report.newly_flagged} newly flagged; flags: {checks}")
+    return 0
 
 
 def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]

@@ -1,38 +1,48 @@
 """Verify and store one MQTT message: the trust decision of the network.
 
-`FrameIntake.handle(topic, payload)` returns an `Outcome` value and never raises for bad
-input: malformed, forged or replayed messages become `RejectedMessage` rows with a reason.
-It raises only for infrastructure failures (database, disk), in which case the caller must
-not acknowledge the message, so the broker delivers it again.
+Two steps, so a worker can batch: `prepare(topic, payload)` is pure CPU work (decode the
+envelope, check the JPEG header, a reduced decode for the perceptual hash and quality) and
+touches no database; `commit(prepared)` looks up the device, checks the signature, the
+time window, replays and duplicates, runs the frame-level fraud checks, writes the JPEG to
+the object store and the Frame + VisionJob rows. The caller runs `commit` inside a
+transaction (one per batch) and acknowledges the MQTT messages only after it committed.
+`handle` does both for one message in its own transaction.
 
-Order of work for a frame: parse -> device lookup -> signature -> duplicate / replay check
--> JPEG into the content-addressed store -> Frame row in one transaction. The JPEG is
-written before the row commits; if the commit fails, the blob is an orphan (harmless,
-content-addressed) and the message is redelivered.
+Neither step raises for bad input: malformed, forged or replayed messages become
+`RejectedMessage` rows with a reason. Only infrastructure failures (database, store)
+raise; then nothing is acknowledged and the broker delivers the messages again.
+The JPEG is written before the row commits; if the commit fails, the blob is an orphan
+(harmless, content-addressed) and the message comes again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
-from datetime import UTC, datetime
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Literal
 
 import h3
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 import protocol
-from ingest import metrics
+from ingest import fraud, metrics
+from ingest.imaging import ImageDecodeError, ImageFacts, hamming, image_facts, phash_bands, to_signed64
+from ingest.jpeg import JpegError, JpegInfo, parse_header
+from ingest.policy import IntakePolicy
 from ingest.reasons import IntakeReason
 from ingest.store import ObjectStore
-from webapp.fleet.models import Device, Frame, RejectedMessage
+from webapp.fleet.models import Device, Frame, RejectedMessage, VisionJob
 
 logger = logging.getLogger(__name__)
 
 Status = Literal["stored", "duplicate", "rejected", "ignored"]
+RECENT_FRAMES = 24  # the device's frames before this one that the door checks look at
+NEAR_DUPLICATE_CANDIDATES = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +51,34 @@ class Outcome:
     reason: str = ""
     detail: str = ""
     frame_id: int | None = None
+    flagged: bool = False
+    checks: tuple[str, ...] = ()
+    lag_s: float | None = None
 
 
 class Rejection(Exception):
-    def __init__(
-        self, reason: str, detail: str, device_id: str = "", seq: int | None = None
-    ) -> None:
+    def __init__(self, reason: str, detail: str, device_id: str = "", seq: int | None = None) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
         self.device_id = device_id
         self.seq = seq
+
+
+@dataclass
+class Prepared:
+    """A message after the pure checks; `rejection` is final, `content_rejection` waits for the signature."""
+
+    topic: str
+    payload: bytes
+    topic_device: str = ""
+    channel: protocol.Channel | None = None
+    signed: protocol.SignedMessage | None = None
+    jpeg: JpegInfo | None = None
+    facts: ImageFacts | None = None
+    rejection: Rejection | None = None
+    content_rejection: Rejection | None = None
+    extra: dict[str, object] = field(default_factory=dict)
 
 
 def h3_cells(lat: float, lon: float) -> tuple[int, int, int]:
@@ -65,76 +92,118 @@ def h3_cells(lat: float, lon: float) -> tuple[int, int, int]:
 
 
 class FrameIntake:
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: ObjectStore, policy: IntakePolicy | None = None) -> None:
         self.store = store
+        self.policy = policy or IntakePolicy()
 
+    # -- one message, one transaction ----------------------------------------------------
     def handle(self, topic: str, payload: bytes) -> Outcome:
+        prepared = self.prepare(topic, payload)
+        with transaction.atomic():
+            outcome = self.commit(prepared)
+        metrics.record(outcome)
+        return outcome
+
+    # -- step 1: no database -------------------------------------------------------------
+    def prepare(self, topic: str, payload: bytes) -> Prepared:
+        p = Prepared(topic=topic, payload=payload, topic_device=_device_from_topic(topic))
         try:
-            topic_device, channel = protocol.parse_topic(topic)
-            signed = protocol.decode(payload)
-            message = signed.message
-            if message.device_id != topic_device:
-                raise Rejection(
-                    protocol.RejectReason.TOPIC_MISMATCH,
-                    f"topic is for {topic_device!r} but the message is from {message.device_id!r}",
-                    topic_device,
-                )
+            p.topic_device, p.channel = protocol.parse_topic(topic)
+            p.signed = protocol.decode(payload)
+        except protocol.ProtocolError as exc:
+            p.rejection = Rejection(exc.reason, exc.detail, p.topic_device)
+            return p
+        message = p.signed.message
+        if message.device_id != p.topic_device:
+            p.rejection = Rejection(
+                protocol.RejectReason.TOPIC_MISMATCH,
+                f"topic is for {p.topic_device!r} but the message is from {message.device_id!r}",
+                p.topic_device,
+            )
+            return p
+        if isinstance(message, protocol.Frame):
+            try:
+                p.jpeg = parse_header(message.jpeg, max_side=self.policy.max_side, max_pixels=self.policy.max_pixels)
+                p.facts = image_facts(message.jpeg)
+            except JpegError as exc:
+                p.content_rejection = Rejection(exc.reason, exc.detail, message.device_id, message.seq)
+            except ImageDecodeError as exc:
+                p.content_rejection = Rejection(IntakeReason.UNDECODABLE_IMAGE, str(exc), message.device_id, message.seq)
+        return p
+
+    # -- step 2: inside the caller's transaction -----------------------------------------
+    def commit(self, p: Prepared) -> Outcome:
+        try:
+            if p.rejection is not None:
+                raise p.rejection
+            assert p.signed is not None and p.channel is not None
+            message = p.signed.message
             device = self._registered_device(message.device_id)
             try:
-                protocol.verify(signed, bytes(device.public_key))
+                protocol.verify(p.signed, bytes(device.public_key))
             except protocol.ProtocolError as exc:
-                raise Rejection(
-                    exc.reason, exc.detail, message.device_id, getattr(message, "seq", None)
-                ) from None
-            if isinstance(message, protocol.Frame) and channel == protocol.Channel.FRAMES:
-                return self._store_frame(device, message)
-            if isinstance(message, protocol.Status) and channel == protocol.Channel.STATUS:
-                self._record_status(device, message)
+                raise Rejection(exc.reason, exc.detail, message.device_id, getattr(message, "seq", None)) from None
+            if isinstance(message, protocol.Frame) and p.channel == protocol.Channel.FRAMES:
+                if p.content_rejection is not None:
+                    raise p.content_rejection
+                self._check_time(message)
+                return self._store_frame(device, message, p)
+            if isinstance(message, protocol.Status) and p.channel == protocol.Channel.STATUS:
+                Device.objects.filter(pk=device.pk).update(
+                    online=message.state == protocol.DeviceState.ONLINE, last_seen_at=timezone.now()
+                )
                 return Outcome("ignored", detail="status recorded")
-            if isinstance(message, protocol.Telemetry) and channel == protocol.Channel.TELEMETRY:
+            if isinstance(message, protocol.Telemetry) and p.channel == protocol.Channel.TELEMETRY:
                 Device.objects.filter(pk=device.pk).update(last_seen_at=timezone.now())
                 return Outcome("ignored", detail="telemetry seen")
             raise Rejection(
                 IntakeReason.UNSUPPORTED_CHANNEL,
-                f"a {type(message).__name__} message on the {channel} channel",
+                f"a {type(message).__name__} message on the {p.channel} channel",
                 message.device_id,
             )
-        except protocol.ProtocolError as exc:
-            return self._reject(
-                topic, payload, Rejection(exc.reason, exc.detail, _device_from_topic(topic))
-            )
         except Rejection as rej:
-            return self._reject(topic, payload, rej)
+            return self._reject(p.topic, p.payload, rej)
 
     def _registered_device(self, device_id: str) -> Device:
         device = Device.objects.filter(device_id=device_id).first()
         if device is None:
-            raise Rejection(
-                IntakeReason.UNREGISTERED_DEVICE,
-                f"no device {device_id!r} is registered",
-                device_id,
-            )
+            raise Rejection(IntakeReason.UNREGISTERED_DEVICE, f"no device {device_id!r} is registered", device_id)
         if device.status != Device.Status.ACTIVE:
-            raise Rejection(
-                IntakeReason.REVOKED_DEVICE, f"device {device_id!r} is {device.status}", device_id
-            )
+            raise Rejection(IntakeReason.REVOKED_DEVICE, f"device {device_id!r} is {device.status}", device_id)
         return device
 
-    def _store_frame(self, device: Device, frame: protocol.Frame) -> Outcome:
+    def _check_time(self, frame: protocol.Frame) -> None:
+        age = time.time() - frame.captured_at_us / 1e6
+        if age < -self.policy.max_future_s:
+            raise Rejection(
+                IntakeReason.TIMESTAMP_FUTURE,
+                f"captured {-age:.0f} s in the future (allowed {self.policy.max_future_s} s)",
+                frame.device_id,
+                frame.seq,
+            )
+        if age > self.policy.max_age_s:
+            raise Rejection(
+                IntakeReason.TIMESTAMP_STALE,
+                f"captured {age / 86400:.0f} days ago (allowed {self.policy.max_age_s // 86400})",
+                frame.device_id,
+                frame.seq,
+            )
+
+    def _store_frame(self, device: Device, frame: protocol.Frame, p: Prepared) -> Outcome:
+        assert p.facts is not None and p.jpeg is not None
         sha = frame.image_sha256.hex()
-        existing = (
-            Frame.objects.filter(device=device, seq=frame.seq).only("id", "image_sha256").first()
-        )
+        existing = Frame.objects.filter(device=device, seq=frame.seq).only("id", "image_sha256").first()
         if existing is not None:
             return self._duplicate_or_replay(device, frame, existing)
         key = self.store.put(frame.jpeg)
         if key != sha:  # the protocol already checked this; a mismatch here is a store bug
             raise RuntimeError(f"store returned key {key} for image {sha}")
+        flags = self.door_checks(device, frame, sha, p.facts)
+        score = fraud.fraud_score(flags)
+        flagged = score >= self.policy.fraud.flag_score
         pos = frame.position
         r12, r9, r7 = h3_cells(pos.lat, pos.lon)
-        flags: list[str] = []
-        if Frame.objects.filter(image_sha256=sha).exclude(device=device).exists():
-            flags.append("duplicate_image_other_device")
+        b0, b1, b2, b3 = phash_bands(p.facts.phash)
         try:
             with transaction.atomic():
                 row = Frame.objects.create(
@@ -156,46 +225,103 @@ class FrameIntake:
                     h3_r7=r7,
                     image_sha256=sha,
                     image_bytes=len(frame.jpeg),
+                    image_width=p.jpeg.width,
+                    image_height=p.jpeg.height,
                     quality_sharpness=frame.quality.sharpness,
                     quality_exposure=frame.quality.exposure,
                     quality_obstruction=frame.quality.obstruction,
+                    server_sharpness=p.facts.sharpness,
+                    server_brightness=p.facts.brightness,
+                    phash=to_signed64(p.facts.phash),
+                    phash_b0=b0,
+                    phash_b1=b1,
+                    phash_b2=b2,
+                    phash_b3=b3,
                     faces_blurred=frame.privacy.faces,
                     plates_blurred=frame.privacy.plates,
-                    state=Frame.State.FLAGGED if flags else Frame.State.ACCEPTED,
-                    flags=flags,
+                    state=Frame.State.FLAGGED if flagged else Frame.State.ACCEPTED,
+                    flags=[f.as_json() for f in flags],
+                    fraud_score=score,
                 )
+                VisionJob.objects.create(frame=row)
                 Device.objects.filter(pk=device.pk).update(last_seen_at=timezone.now())
         except IntegrityError:
             # Another worker stored the same (device, seq) between our check and insert.
-            existing = (
-                Frame.objects.filter(device=device, seq=frame.seq)
-                .only("id", "image_sha256")
-                .first()
-            )
+            existing = Frame.objects.filter(device=device, seq=frame.seq).only("id", "image_sha256").first()
             if existing is None:
                 raise
             return self._duplicate_or_replay(device, frame, existing)
-        metrics.FRAMES_ACCEPTED.inc()
-        lag = (datetime.now(UTC) - frame.captured_at).total_seconds()
-        metrics.CAPTURE_TO_COMMIT.observe(max(lag, 0.0))
-        return Outcome("stored", frame_id=row.pk, detail=",".join(flags))
+        return Outcome(
+            "stored",
+            frame_id=row.pk,
+            detail=",".join(f.check for f in flags),
+            flagged=flagged,
+            checks=tuple(f.check for f in flags),
+            lag_s=time.time() - frame.captured_at_us / 1e6,
+        )
 
-    def _duplicate_or_replay(
-        self, device: Device, frame: protocol.Frame, existing: Frame
-    ) -> Outcome:
+    def door_checks(self, device: Device, frame: protocol.Frame, sha: str, facts: ImageFacts) -> list[fraud.Flag]:
+        """Frame-level fraud checks against what is already stored (see ingest.fraud)."""
+        pol = self.policy.fraud
+        t = frame.captured_at_us / 1e6
+        point = fraud.TrackPoint(None, frame.seq, t, frame.position.lat, frame.position.lon)
+        rows = (
+            Frame.objects.filter(device=device, captured_at__lte=frame.captured_at)
+            .exclude(seq=frame.seq)
+            .order_by("-captured_at")
+            .values_list("id", "seq", "captured_at", "lat", "lon")[:RECENT_FRAMES]
+        )
+        earlier = [fraud.TrackPoint(i, s, c.timestamp(), la, lo) for i, s, c, la, lo in reversed(rows)]
+        flags = fraud.check_motion(point, earlier, pol)
+        if not flags:
+            flags += fraud.check_acceleration([*earlier[-2:], point], pol)
+        flags += fraud.check_stationary(point, earlier, pol)
+        flags += fraud.check_quality(facts.sharpness, facts.brightness, pol)
+        flags += self._duplicate_checks(device, frame, sha, facts)
+        return flags
+
+    def _duplicate_checks(
+        self, device: Device, frame: protocol.Frame, sha: str, facts: ImageFacts
+    ) -> list[fraud.Flag]:
+        pol = self.policy.fraud
+        same = (
+            Frame.objects.filter(image_sha256=sha)
+            .exclude(device=device, seq=frame.seq)
+            .values_list("id", "device__device_id", "seq")
+            .first()
+        )
+        if same is not None:
+            evidence = {"other_frame": same[0], "other_device": same[1], "other_seq": same[2]}
+            return [fraud.Flag(fraud.Check.DUPLICATE_IMAGE, 1.0, "this exact image was already submitted", evidence)]
+        b0, b1, b2, b3 = phash_bands(facts.phash)
+        candidates = (
+            Frame.objects.filter(Q(phash_b0=b0) | Q(phash_b1=b1) | Q(phash_b2=b2) | Q(phash_b3=b3))
+            .values_list("id", "device_id", "captured_at", "phash", "device__device_id")[:NEAR_DUPLICATE_CANDIDATES]
+        )
+        t = frame.captured_at
+        window = timedelta(seconds=pol.near_duplicate_same_device_s)
+        best: tuple[int, int, str] | None = None
+        for fid, dev_pk, captured, ph, dev_name in candidates:
+            if ph is None:
+                continue
+            if dev_pk == device.pk and abs(captured - t) < window:
+                continue  # the same car a few seconds apart: similar pictures are expected
+            dist = hamming(ph, facts.phash)
+            if dist <= pol.near_duplicate_bits and (best is None or dist < best[1]):
+                best = (fid, dist, dev_name)
+        if best is None:
+            return []
+        evidence = {"other_frame": best[0], "other_device": best[2], "phash_distance": best[1]}
+        return [fraud.Flag(fraud.Check.NEAR_DUPLICATE_IMAGE, 0.9, "a near copy of an image already submitted", evidence)]
+
+    def _duplicate_or_replay(self, device: Device, frame: protocol.Frame, existing: Frame) -> Outcome:
         if existing.image_sha256 == frame.image_sha256.hex():
-            metrics.FRAMES_DUPLICATE.inc()
             return Outcome("duplicate", frame_id=existing.pk)
         raise Rejection(
             IntakeReason.SEQ_REPLAY,
             f"sequence {frame.seq} was already used for another image",
             device.device_id,
             frame.seq,
-        )
-
-    def _record_status(self, device: Device, status: protocol.Status) -> None:
-        Device.objects.filter(pk=device.pk).update(
-            online=status.state == protocol.DeviceState.ONLINE, last_seen_at=timezone.now()
         )
 
     def _reject(self, topic: str, payload: bytes, rej: Rejection) -> Outcome:
@@ -214,11 +340,10 @@ class FrameIntake:
             )
             if not created:
                 RejectedMessage.objects.filter(pk=row.pk).update(times_seen=F("times_seen") + 1)
-        metrics.MESSAGES_REJECTED.labels(reason=str(rej.reason)).inc()
-        logger.info("rejected message on %s: %s: %s", topic, rej.reason, rej.detail)
+        logger.info("rejected message on %s: %s: %s", topic[:255], rej.reason, rej.detail)
         return Outcome("rejected", reason=str(rej.reason), detail=rej.detail)
 
 
 def _device_from_topic(topic: str) -> str:
-    parts = topic.split("/")
+    parts = topic.split("/") if isinstance(topic, str) else []
     return parts[1][:64] if len(parts) >= 2 and parts[0] == "devices" else ""

@@ -1,35 +1,47 @@
-"""The ingest worker process: MQTT v5 shared subscription -> FrameIntake -> manual ack.
+"""The ingest worker process: MQTT v5 shared subscription -> batches -> FrameIntake -> manual ack.
 
-A message is acknowledged only after `FrameIntake.handle` returned, i.e. after its row
-committed (or it was recorded as rejected). On an infrastructure error the worker stops
-without acknowledging; its persistent session (fixed client id, session expiry) makes the
-broker deliver the unacknowledged message again when a worker with that id reconnects.
+The no-loss rule: a message is acknowledged only after the transaction holding its row
+(or its rejection record) committed. paho's network thread only queues messages; the
+worker thread takes up to `batch_size` of them (waiting at most `batch_wait_ms` for a
+batch to fill), runs the pure checks, commits the batch in one transaction and then acks
+every message of the batch, in the order received. If anything fails, nothing of the
+batch is acknowledged and the worker exits non-zero; the messages stay in the broker
+session of this client id and come again when a worker with the same
+ROADMESH_INGEST_CLIENT_ID reconnects (clean_start=False, session expiry one week).
+Storing is idempotent on (device, seq) and on the image SHA-256, so the second copy of
+a message that had committed but not been acked is recognised as a duplicate.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from django.db import close_old_connections, transaction
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 import protocol
+from ingest import metrics
 from ingest.broker import INGEST_USER
-from ingest.intake import FrameIntake
+from ingest.intake import FrameIntake, Outcome
 from webapp.config import SettingsError, env_int, env_path, env_str
 
 logger = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
+QUEUE_DEPTH_EVERY_S = 5.0
+PLAIN_SUBSCRIPTION = "none"  # ROADMESH_INGEST_GROUP=none: one worker, plain persistent subscription
 
 
 class IngestFatal(Exception):
@@ -46,18 +58,26 @@ class IngestSettings:
     group: str
     tls_ca: Path | None
     keepalive_s: int
+    batch_size: int = 50
+    batch_wait_ms: int = 20
+    receive_maximum: int = 200
+    metrics_port: int = 0  # 0: no metrics endpoint
+    metrics_host: str = "127.0.0.1"
+    drain_idle_s: float = 1.0
 
     @classmethod
     def from_env(cls) -> IngestSettings:
         password = env_str("MQTT_PASSWORD", "")
         password_file = env_path("MQTT_PASSWORD_FILE", Path(""))
         if not password and str(password_file) not in ("", "."):
-            password = password_file.read_text().strip()
+            try:
+                password = password_file.read_text().strip()
+            except OSError as exc:
+                raise SettingsError(f"ROADMESH_MQTT_PASSWORD_FILE={password_file}: {exc.strerror}") from None
         if not password:
-            raise SettingsError(
-                "set ROADMESH_MQTT_PASSWORD or ROADMESH_MQTT_PASSWORD_FILE for the ingest login"
-            )
+            raise SettingsError("set ROADMESH_MQTT_PASSWORD or ROADMESH_MQTT_PASSWORD_FILE for the ingest login")
         tls_ca = env_str("MQTT_TLS_CA", "")
+        batch_size = env_int("INGEST_BATCH_SIZE", 50, minimum=1, maximum=1000)
         return cls(
             host=env_str("MQTT_HOST", "127.0.0.1"),
             port=env_int("MQTT_PORT", 1883, minimum=1, maximum=65535),
@@ -67,6 +87,11 @@ class IngestSettings:
             group=env_str("INGEST_GROUP", protocol.INGEST_SHARE_GROUP),
             tls_ca=Path(tls_ca) if tls_ca else None,
             keepalive_s=env_int("MQTT_KEEPALIVE", 30, minimum=5, maximum=3600),
+            batch_size=batch_size,
+            batch_wait_ms=env_int("INGEST_BATCH_WAIT_MS", 20, minimum=0, maximum=5000),
+            receive_maximum=env_int("INGEST_RECEIVE_MAXIMUM", max(200, 2 * batch_size), minimum=1, maximum=65535),
+            metrics_port=env_int("INGEST_METRICS_PORT", 0, minimum=0, maximum=65535),
+            metrics_host=env_str("INGEST_METRICS_HOST", "127.0.0.1"),
         )
 
 
@@ -79,6 +104,10 @@ class IngestWorker:
         self.counts: dict[str, int] = {"stored": 0, "duplicate": 0, "rejected": 0, "ignored": 0}
         self.fatal: BaseException | None = None
         self.subscribed = threading.Event()
+        self.connected = threading.Event()
+        self.stopping = threading.Event()
+        self.last_commit = time.monotonic()
+        self.inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
@@ -94,55 +123,89 @@ class IngestWorker:
         self.client.on_disconnect = self._on_disconnect
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
 
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
-    ) -> None:
-        if reason.is_failure:
-            self.fatal = IngestFatal(f"broker refused the ingest login: {reason}")
-            client.disconnect()
-            return
-        logger.info(
-            "connected to %s:%d as %s",
-            self.settings.host,
-            self.settings.port,
-            self.settings.client_id,
-        )
-        client.subscribe(
-            [(protocol.shared_subscription(ch, self.settings.group), 1) for ch in self.CHANNELS]
-        )
+    def topic_filters(self) -> list[str]:
+        """`$share/<group>/devices/+/<channel>`, or plain `devices/+/<channel>` when the group is `none`.
 
-    def _on_subscribe(
-        self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any
-    ) -> None:
+        Mosquitto 2.0 restores plain subscriptions of a persistent session after a restart
+        but not shared ones: see docs/ingest.md, "Broker restarts".
+        """
+        if self.settings.group == PLAIN_SUBSCRIPTION:
+            return [f"{protocol.topics.TOPIC_ROOT}/+/{ch}" for ch in self.CHANNELS]
+        return [protocol.shared_subscription(ch, self.settings.group) for ch in self.CHANNELS]
+
+    # -- paho callbacks (network thread): parse and queue only ----------------------------
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            self._fail(IngestFatal(f"broker refused the ingest login: {reason}"))
+            return
+        self.connected.set()
+        logger.info(
+            "connected to %s:%d as %s (session present: %s)",
+            self.settings.host, self.settings.port, self.settings.client_id, flags.session_present,
+        )
+        if not self.stopping.is_set():
+            client.subscribe([(topic, 1) for topic in self.topic_filters()])
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         failed = [r for r in reasons if r.is_failure]
         if failed:
-            self.fatal = IngestFatal(f"subscription refused: {failed}")
-            client.disconnect()
+            self._fail(IngestFatal(f"subscription refused: {failed}"))
             return
         self.subscribed.set()
 
-    def _on_disconnect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
-    ) -> None:
-        if reason.is_failure:
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.connected.clear()
+        if reason.is_failure and not self.stopping.is_set():
             logger.warning("disconnected from broker (%s); reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if self.fatal is not None:
-            return
+        self.inbox.put(msg)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = exc
+        self.stopping.set()
+
+    # -- the worker thread -------------------------------------------------------------
+    def next_batch(self, timeout_s: float) -> list[mqtt.MQTTMessage]:
         try:
-            outcome = self.intake.handle(msg.topic, bytes(msg.payload))
-        except Exception as exc:  # infrastructure failure: do not ack, stop the worker
-            logger.exception("could not process message on %s; stopping without ack", msg.topic)
-            self.fatal = IngestFatal(f"processing failed: {exc}")
-            client.disconnect()
-            return
-        self.counts[outcome.status] += 1
-        client.ack(msg.mid, msg.qos)
+            batch = [self.inbox.get(timeout=timeout_s)]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + self.settings.batch_wait_ms / 1000
+        while len(batch) < self.settings.batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(self.inbox.get(timeout=remaining) if remaining > 0 else self.inbox.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def process(self, batch: list[mqtt.MQTTMessage]) -> list[Outcome]:
+        """Commit the batch in one transaction, then ack each message in order."""
+        started = time.perf_counter()
+        prepared = [self.intake.prepare(m.topic, m.payload) for m in batch]
+        close_old_connections()
+        with transaction.atomic():
+            outcomes = [self.intake.commit(p) for p in prepared]
+        for msg, outcome in zip(batch, outcomes, strict=True):
+            metrics.record(outcome)
+            self.counts[outcome.status] += 1
+            self.client.ack(msg.mid, msg.qos)
+        metrics.BATCH_SIZE.observe(len(batch))
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        self.last_commit = time.monotonic()
+        return outcomes
+
+    def _update_queue_depth(self) -> None:
+        from webapp.fleet.models import VisionJob
+
+        metrics.VISION_QUEUE_DEPTH.set(VisionJob.objects.filter(state=VisionJob.State.PENDING).count())
 
     def run(self) -> None:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.ReceiveMaximum = self.settings.receive_maximum
         self.client.connect_async(
             self.settings.host,
             self.settings.port,
@@ -150,32 +213,87 @@ class IngestWorker:
             clean_start=False,
             properties=props,
         )
-        self.client.loop_forever(retry_first_connection=True)
+        self.client.loop_start()
+        next_depth = 0.0
+        idle_since: float | None = None
+        try:
+            while self.fatal is None:
+                batch = self.next_batch(0.2)
+                metrics.INBOX_DEPTH.set(self.inbox.qsize())
+                if batch:
+                    idle_since = None
+                    try:
+                        self.process(batch)
+                    except Exception as exc:  # infrastructure failure: nothing of the batch is acked
+                        logger.exception("could not commit a batch of %d; stopping without ack", len(batch))
+                        self._fail(IngestFatal(f"processing failed: {exc}"))
+                        break
+                elif self.stopping.is_set():
+                    idle_since = idle_since or time.monotonic()
+                    if time.monotonic() - idle_since >= self.settings.drain_idle_s:
+                        break
+                if time.monotonic() >= next_depth:
+                    next_depth = time.monotonic() + QUEUE_DEPTH_EVERY_S
+                    try:
+                        self._update_queue_depth()
+                    except Exception:  # a metric must never stop ingest
+                        logger.exception("could not read the vision queue depth")
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
         if self.fatal is not None:
             raise self.fatal
 
     def stop(self) -> None:
-        self.client.disconnect()
+        """Graceful: leave the share group, finish what was delivered, then disconnect.
+
+        Unsubscribing first means the broker stops assigning this session new messages;
+        messages already delivered are committed and acked before the disconnect.
+        """
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        self.client.unsubscribe(self.topic_filters())
+
+    def healthy(self) -> tuple[bool, dict[str, Any]]:
+        backlog = self.inbox.qsize()
+        stalled = backlog > 0 and time.monotonic() - self.last_commit > 60
+        ok = self.fatal is None and self.connected.is_set() and self.subscribed.is_set() and not stalled
+        return ok, {
+            "status": "ok" if ok else "unhealthy",
+            "client_id": self.settings.client_id,
+            "connected": self.connected.is_set(),
+            "subscribed": self.subscribed.is_set(),
+            "inbox": backlog,
+            "seconds_since_commit": round(time.monotonic() - self.last_commit, 1),
+            "counts": dict(self.counts),
+        }
 
 
 def run_worker() -> int:
     """Entry point used by `roadmesh ingest run` (Django must be set up by the caller)."""
     from django.conf import settings as django_settings
 
-    from ingest.store import LocalObjectStore
+    from ingest.health import serve_metrics
+    from ingest.policy import IntakePolicy
+    from ingest.store import store_from_env
 
     settings = IngestSettings.from_env()
-    worker = IngestWorker(settings, FrameIntake(LocalObjectStore(django_settings.PATHS.image_dir)))
+    intake = FrameIntake(store_from_env(django_settings.PATHS.image_dir), IntakePolicy.from_env())
+    worker = IngestWorker(settings, intake)
 
     def _stop(signum: int, frame: Any) -> None:
-        logger.info("signal %d: stopping", signum)
+        logger.info("signal %d: draining and stopping", signum)
         worker.stop()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    if settings.metrics_port:
+        serve_metrics(settings.metrics_host, settings.metrics_port, worker.healthy)
     print(
-        f"ingest {settings.client_id}: consuming {protocol.shared_subscription(protocol.Channel.FRAMES, settings.group)}"
-        f" on {settings.host}:{settings.port} (pid {os.getpid()})",
+        f"ingest {settings.client_id}: consuming {worker.topic_filters()[0]}"
+        f" on {settings.host}:{settings.port} (pid {os.getpid()}, batch {settings.batch_size}"
+        f"{f', metrics :{settings.metrics_port}' if settings.metrics_port else ''})",
         flush=True,
     )
     worker.run()

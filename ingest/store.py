@@ -1,4 +1,4 @@
-"""Content-addressed image store: one seam (`ObjectStore`), a local-directory implementation.
+"""Content-addressed image store: one seam (`ObjectStore`); a local directory or an S3 bucket.
 
 Keys are the lowercase hex SHA-256 of the bytes, so writing the same image twice is a no-op
 and a key always names exactly one content.
@@ -6,12 +6,13 @@ and a key always names exactly one content.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 _KEY_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -86,3 +87,93 @@ class LocalObjectStore:
 
     def exists(self, key: str) -> bool:
         return self.path_for(key).exists()
+
+
+class S3ObjectStore:
+    """Objects in an S3-compatible bucket under `prefix/ab/cd/<sha256>` (AWS, MinIO, Ceph ...).
+
+    `put` checks for the key first (HEAD), so writing the same image twice uploads once; the
+    PUT carries the SHA-256 checksum, which the service verifies before it stores the object.
+    """
+
+    def __init__(self, bucket: str, *, prefix: str = "images", client: Any = None, **client_args: Any) -> None:
+        if client is None:
+            import boto3
+
+            client = boto3.client("s3", **{k: v for k, v in client_args.items() if v})
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+
+    def object_key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key[:2]}/{key[2:4]}/{key}" if self.prefix else f"{key[:2]}/{key[2:4]}/{key}"
+
+    def put(self, data: bytes) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        key = content_key(data)
+        if self.exists(key):
+            return key
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self.object_key(key),
+                Body=data,
+                ContentType="image/jpeg",
+                ChecksumSHA256=base64.b64encode(bytes.fromhex(key)).decode(),
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise ObjectStoreError(f"cannot write s3://{self.bucket}/{self.object_key(key)}: {exc}") from exc
+        return key
+
+    def get(self, key: str) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))
+            return bytes(response["Body"].read())
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise KeyError(key) from None
+            raise ObjectStoreError(f"cannot read s3://{self.bucket}/{self.object_key(key)}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise ObjectStoreError(f"cannot read s3://{self.bucket}/{self.object_key(key)}: {exc}") from exc
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise ObjectStoreError(f"cannot check s3://{self.bucket}/{self.object_key(key)}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise ObjectStoreError(f"cannot check s3://{self.bucket}/{self.object_key(key)}: {exc}") from exc
+
+
+def store_from_env(local_root: Path) -> ObjectStore:
+    """The store ROADMESH_IMAGE_STORE names: `local` (default, under `local_root`) or `s3`.
+
+    For s3: ROADMESH_S3_BUCKET (required), ROADMESH_S3_PREFIX (default `images`),
+    ROADMESH_S3_ENDPOINT_URL (MinIO, Ceph ...), ROADMESH_S3_REGION; credentials come from
+    boto3's usual chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, an IAM role).
+    """
+    from webapp.config import SettingsError, env_str
+
+    kind = env_str("IMAGE_STORE", "local").strip().lower()
+    if kind == "local":
+        return LocalObjectStore(local_root)
+    if kind == "s3":
+        bucket = env_str("S3_BUCKET", "")
+        if not bucket:
+            raise SettingsError("ROADMESH_IMAGE_STORE=s3 needs ROADMESH_S3_BUCKET")
+        return S3ObjectStore(
+            bucket,
+            prefix=env_str("S3_PREFIX", "images"),
+            endpoint_url=env_str("S3_ENDPOINT_URL", ""),
+            region_name=env_str("S3_REGION", ""),
+        )
+    raise SettingsError(f"ROADMESH_IMAGE_STORE={kind!r} is not one of: local, s3")

@@ -9,6 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
+from tests.ingest.streams import frame_jpeg, world_strip
 from ingest.intake import FrameIntake
 from ingest.store import LocalObjectStore
 from webapp.accounts.models import User
@@ -17,7 +18,8 @@ from webapp.fleet.provisioning import register_device, revoke_device
 
 pytestmark = pytest.mark.django_db
 
-JPEG = b"\xff\xd8\xff\xe0" + b"roadmesh-test-image" * 10 + b"\xff\xd9"
+JPEG = frame_jpeg(world_strip(7), 0.0)
+OTHER_JPEG = frame_jpeg(world_strip(7), 40.0)
 
 
 @pytest.fixture
@@ -93,8 +95,7 @@ def test_it_rejects_a_sequence_number_reused_for_another_image(
     intake: FrameIntake, device: Device, key: Ed25519PrivateKey
 ) -> None:
     intake.handle(TOPIC, protocol.encode(frame(seq=5), key))
-    other = JPEG[:-2] + b"different\xff\xd9"
-    outcome = intake.handle(TOPIC, protocol.encode(frame(seq=5, jpeg=other), key))
+    outcome = intake.handle(TOPIC, protocol.encode(frame(seq=5, jpeg=OTHER_JPEG), key))
     assert (outcome.status, outcome.reason) == ("rejected", "seq_replay")
     assert Frame.objects.count() == 1
     assert RejectedMessage.objects.get().reason == "seq_replay"
@@ -177,7 +178,9 @@ def test_it_flags_the_same_image_sent_by_a_second_device(
     )
     assert outcome.status == "stored"
     row = Frame.objects.get(pk=outcome.frame_id)
-    assert row.state == Frame.State.FLAGGED and row.flags == ["duplicate_image_other_device"]
+    assert row.state == Frame.State.FLAGGED
+    assert [f["check"] for f in row.flags] == ["duplicate_image"]
+    assert row.flags[0]["evidence"]["other_device"] == "dev-one"
 
 
 def test_a_status_message_marks_the_device_online_and_offline(

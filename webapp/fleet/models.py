@@ -21,6 +21,10 @@ class Device(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     online = models.BooleanField(default=False)
+    # 1.0 = nothing suspicious; lowered by the fraud checks (ingest.trust), with the evidence.
+    trust_score = models.FloatField(default=1.0)
+    trust_evidence = models.JSONField(default=dict, blank=True)
+    trust_updated_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.device_id
@@ -63,13 +67,31 @@ class Frame(models.Model):
     state = models.CharField(
         max_length=16, choices=State.choices, default=State.ACCEPTED, db_index=True
     )
+    # Each flag: {"check": str, "score": float 0..1, "reason": str, "evidence": {...}} (ingest.fraud).
     flags = models.JSONField(default=list, blank=True)
+    fraud_score = models.FloatField(default=0.0)
+    image_width = models.PositiveIntegerField(default=0)
+    image_height = models.PositiveIntegerField(default=0)
+    # 64-bit perceptual hash (imagehash.phash) as a signed int64, and its four 16-bit bands,
+    # indexed: two hashes within Hamming distance 3 share at least one band exactly.
+    phash = models.BigIntegerField(null=True, blank=True)
+    phash_b0 = models.IntegerField(null=True, blank=True, db_index=True)
+    phash_b1 = models.IntegerField(null=True, blank=True, db_index=True)
+    phash_b2 = models.IntegerField(null=True, blank=True, db_index=True)
+    phash_b3 = models.IntegerField(null=True, blank=True, db_index=True)
+    # Server-side quality measured on a reduced decode (the device's own scores are claims).
+    server_sharpness = models.FloatField(null=True, blank=True)
+    server_brightness = models.FloatField(null=True, blank=True)
+    audited_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["device", "seq"], name="frame_device_seq_unique")
         ]
-        indexes = [models.Index(fields=["lat", "lon"], name="frame_lat_lon")]
+        indexes = [
+            models.Index(fields=["lat", "lon"], name="frame_lat_lon"),
+            models.Index(fields=["device", "captured_at"], name="frame_device_time"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.device_id}#{self.seq}"
@@ -91,3 +113,26 @@ class RejectedMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason} from {self.device_id or '?'}"
+
+
+class VisionJob(models.Model):
+    """One frame waiting for the detector; created in the same transaction as its Frame.
+
+    Vision workers lease pending jobs with `SELECT ... FOR UPDATE SKIP LOCKED` (PostgreSQL).
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        LEASED = "leased"
+        DONE = "done"
+        FAILED = "failed"
+
+    frame = models.OneToOneField(Frame, on_delete=models.CASCADE, related_name="vision_job")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    leased_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"vision job for frame {self.frame_id} ({self.state})"

@@ -1,0 +1,232 @@
+"""Fraud and plausibility checks: plain functions over track points and image facts.
+
+Each check returns `Flag` values (a check name, a score in 0..1, a sentence and the
+evidence numbers). A frame whose highest score reaches `FraudPolicy.flag_score` is stored
+as `flagged`: kept as evidence, excluded from rewards. The same functions run at the door
+(`ingest.intake`, against the frames already stored) and in the periodic audit
+(`ingest.audit`, over whole tracks, plus the image-vs-track check that needs two images).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+
+class Check:
+    """The check names stored in Frame.flags[*].check (stable, machine-readable)."""
+
+    IMPOSSIBLE_SPEED = "impossible_speed"
+    TELEPORT = "teleport"
+    IMPOSSIBLE_ACCELERATION = "impossible_acceleration"
+    CLONED_KEY = "cloned_key"
+    DUPLICATE_IMAGE = "duplicate_image"
+    NEAR_DUPLICATE_IMAGE = "near_duplicate_image"
+    STATIONARY_FARMING = "stationary_farming"
+    STATIC_IMAGE_MOVING_GNSS = "static_image_moving_gnss"
+    LOW_QUALITY = "low_quality"
+
+
+@dataclass(frozen=True)
+class FraudPolicy:
+    max_speed_mps: float = 70.0  # 252 km/h
+    teleport_m: float = 2_000.0  # an impossible jump at least this long is a teleport
+    gnss_noise_m: float = 15.0  # allowance per position for GNSS error
+    max_accel_mps2: float = 12.0  # about 1.2 g, sustained between frames
+    clone_window_s: float = 30.0
+    near_duplicate_bits: int = 6  # pHash Hamming distance for "the same picture"
+    near_duplicate_same_device_s: float = 120.0  # own frames closer in time than this are not copies
+    stationary_radius_m: float = 30.0
+    stationary_min_frames: int = 8
+    stationary_min_span_s: float = 60.0
+    min_sharpness: float = 15.0  # server-side Laplacian variance on the reduced decode
+    min_brightness: float = 25.0
+    max_brightness: float = 235.0
+    static_image_min_m: float = 15.0  # claimed movement above which the picture must change
+    static_image_max_change: float = 0.012  # mean |difference| / 255 below which it did not
+    flag_score: float = 0.5
+
+
+@dataclass(frozen=True)
+class Flag:
+    check: str
+    score: float
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackPoint:
+    frame_id: int | None
+    seq: int
+    t: float  # unix seconds of capture
+    lat: float
+    lon: float
+
+
+def unix_s(dt: datetime) -> float:
+    return dt.timestamp()
+
+
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle (haversine) distance in metres."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(a)))
+
+
+def implied_speed(a: TrackPoint, b: TrackPoint, noise_m: float) -> tuple[float, float]:
+    """(distance, speed) between two points, the distance reduced by the GNSS allowance."""
+    d = distance_m(a.lat, a.lon, b.lat, b.lon)
+    dt = abs(b.t - a.t)
+    excess = max(0.0, d - 2 * noise_m)
+    return d, (excess / dt if dt > 0 else (math.inf if excess > 0 else 0.0))
+
+
+def check_motion(point: TrackPoint, earlier: Sequence[TrackPoint], policy: FraudPolicy) -> list[Flag]:
+    """Speed, teleport and cloned-key checks of `point` against the same device's earlier frames.
+
+    `earlier` are the device's frames captured before `point` (any order). Each one within
+    `clone_window_s` is labelled reachable or not at `max_speed_mps`. Ordered by time, the
+    labels of an honest track change at most once (a jump, then a consistent track again);
+    a track that keeps switching between reachable and unreachable is two devices reporting
+    under one identity at once: a cloned key.
+    """
+    near = sorted(
+        (n for n in earlier if n.seq != point.seq and 0 <= point.t - n.t <= policy.clone_window_s),
+        key=lambda n: (n.t, n.seq),
+    )
+    if not near:
+        return []
+    labels: list[bool] = []
+    worst: tuple[TrackPoint, float, float] | None = None
+    for n in near:
+        d, v = implied_speed(n, point, policy.gnss_noise_m)
+        ok = v <= policy.max_speed_mps
+        labels.append(ok)
+        if not ok and (worst is None or n.t >= worst[0].t):
+            worst = (n, d, v)
+    if worst is None:
+        return []
+    changes = sum(1 for a, b in zip([*labels, True], [*labels, True][1:], strict=False) if a != b)
+    other, d, v = worst
+    evidence = {
+        "other_frame": other.frame_id,
+        "other_seq": other.seq,
+        "distance_m": round(d, 1),
+        "dt_s": round(abs(point.t - other.t), 3),
+        "implied_speed_mps": None if math.isinf(v) else round(v, 1),
+        "reachable_neighbours": sum(labels),
+        "unreachable_neighbours": len(labels) - sum(labels),
+    }
+    if changes >= 2:
+        return [Flag(Check.CLONED_KEY, 1.0, "the device reports from two places at once", evidence)]
+    if labels[-1]:
+        return []  # the jump was before the latest frame: that frame carries the flag
+    if d >= policy.teleport_m:
+        return [Flag(Check.TELEPORT, 1.0, f"jumped {d / 1000:.1f} km in {evidence['dt_s']} s", evidence)]
+    return [Flag(Check.IMPOSSIBLE_SPEED, 0.9, "moved faster than any car between two frames", evidence)]
+
+
+def check_acceleration(points: Sequence[TrackPoint], policy: FraudPolicy) -> list[Flag]:
+    """Three consecutive points (oldest first): the speed change between the two legs."""
+    if len(points) < 3:
+        return []
+    a, b, c = points[-3], points[-2], points[-1]
+    dt1, dt2 = b.t - a.t, c.t - b.t
+    if dt1 <= 0 or dt2 <= 0:
+        return []
+    v1 = distance_m(a.lat, a.lon, b.lat, b.lon) / dt1
+    v2 = distance_m(b.lat, b.lon, c.lat, c.lon) / dt2
+    # GNSS noise on short legs looks like acceleration: allow it explicitly.
+    slack = 2 * policy.gnss_noise_m / min(dt1, dt2)
+    accel = max(0.0, abs(v2 - v1) - slack) / ((dt1 + dt2) / 2)
+    if accel <= policy.max_accel_mps2:
+        return []
+    evidence = {"speed_before_mps": round(v1, 1), "speed_after_mps": round(v2, 1), "accel_mps2": round(accel, 1)}
+    return [Flag(Check.IMPOSSIBLE_ACCELERATION, 0.8, "changed speed faster than a car can", evidence)]
+
+
+def check_stationary(point: TrackPoint, recent: Sequence[TrackPoint], policy: FraudPolicy) -> list[Flag]:
+    """Many frames from one spot: a device farming coverage without driving.
+
+    `recent` are the device's frames before `point`, newest last. Honest devices sample
+    only while moving (every ~8 m), so a run of frames inside a small circle is farming,
+    even when the claimed positions are jittered to look like motion.
+    """
+    window = [*recent[-(policy.stationary_min_frames - 1) :], point]
+    if len(window) < policy.stationary_min_frames:
+        return []
+    span = window[-1].t - window[0].t
+    if span < policy.stationary_min_span_s:
+        return []
+    lat0 = sum(p.lat for p in window) / len(window)
+    lon0 = sum(p.lon for p in window) / len(window)
+    radius = max(distance_m(lat0, lon0, p.lat, p.lon) for p in window)
+    if radius > policy.stationary_radius_m:
+        return []
+    evidence = {"frames": len(window), "radius_m": round(radius, 1), "span_s": round(span, 1)}
+    return [Flag(Check.STATIONARY_FARMING, 0.9, f"{len(window)} frames within {radius:.0f} m", evidence)]
+
+
+def check_quality(sharpness: float, brightness: float, policy: FraudPolicy) -> list[Flag]:
+    problems = []
+    if sharpness < policy.min_sharpness:
+        problems.append(f"blurred (sharpness {sharpness:.1f} < {policy.min_sharpness})")
+    if brightness < policy.min_brightness:
+        problems.append(f"too dark (mean {brightness:.0f})")
+    elif brightness > policy.max_brightness:
+        problems.append(f"overexposed (mean {brightness:.0f})")
+    if not problems:
+        return []
+    evidence = {"server_sharpness": round(sharpness, 2), "server_brightness": round(brightness, 1)}
+    return [Flag(Check.LOW_QUALITY, 0.6, "; ".join(problems), evidence)]
+
+
+def image_change(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute grey difference (0..1) of two reduced frames, at a common 64x36 size."""
+    import cv2
+
+    size = (64, 36)
+    ga = cv2.resize(a, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    gb = cv2.resize(b, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    return float(np.abs(ga - gb).mean() / 255.0)
+
+
+def check_visual_motion(
+    prev: TrackPoint, cur: TrackPoint, change: float, policy: FraudPolicy
+) -> list[Flag]:
+    """The picture must change when the claimed position moved: a still camera with a fake track."""
+    d = distance_m(prev.lat, prev.lon, cur.lat, cur.lon)
+    if d < policy.static_image_min_m or change > policy.static_image_max_change:
+        return []
+    evidence = {"claimed_distance_m": round(d, 1), "image_change": round(change, 4), "other_frame": prev.frame_id}
+    return [
+        Flag(Check.STATIC_IMAGE_MOVING_GNSS, 0.9, f"the picture did not change over a claimed {d:.0f} m", evidence)
+    ]
+
+
+def fraud_score(flags: Sequence[Flag | dict[str, Any]]) -> float:
+    scores = [f.score if isinstance(f, Flag) else float(f.get("score", 0.0)) for f in flags]
+    return max(scores, default=0.0)
+
+
+def merge_flags(existing: Sequence[dict[str, Any]], new: Sequence[Flag]) -> list[dict[str, Any]]:
+    """Existing flags plus new ones, one per check (the higher score wins)."""
+    by_check: dict[str, dict[str, Any]] = {}
+    for item in [*existing, *(f.as_json() for f in new)]:
+        if not isinstance(item, dict) or "check" not in item:
+            continue
+        old = by_check.get(item["check"])
+        if old is None or float(item.get("score", 0)) > float(old.get("score", 0)):
+            by_check[item["check"]] = item
+    return sorted(by_check.values(), key=lambda f: str(f["check"]))
