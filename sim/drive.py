@@ -428,6 +428,7 @@ def manifest(sim: SimDrive, device_id: str, extra: dict[str, Any]) -> dict[str, 
     return {
         "format": FORMAT,
         "device_id": device_id,
+        "key_id": spec.key_id or device_id,
         "start_time_utc": spec.start_utc.astimezone(UTC)
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z"),

@@ -188,7 +188,7 @@ def plan_fleet(
         if d.role == "cloned_key" and d.detail == "clone":
             d.device_id = next(o.device_id for o in plan.devices if o.dir == d.pair)
             assert d.spec is not None
-            d.spec = replace(d.spec, key_id=d.device_id)
+            d.spec = replace(d.spec, device_id=d.device_id, key_id=d.device_id)
         if d.role == "duplicate_farmer" and d.detail == "copy":
             d.copy_of = d.pair
     return plan
