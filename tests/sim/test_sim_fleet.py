@@ -42,7 +42,9 @@ def test_a_fleet_labels_every_adversary_and_keeps_most_devices_honest() -> None:
     assert set(ADVERSARY_KINDS) <= set(roles)
     clones = [d for d in plan.devices if d.role == "cloned_key"]
     assert len(clones) == 2 and clones[0].device_id == clones[1].device_id
-    assert clones[0].spec and clones[1].spec and clones[0].spec.device_id == clones[1].spec.device_id
+    assert (
+        clones[0].spec and clones[1].spec and clones[0].spec.device_id == clones[1].spec.device_id
+    )
     auto = plan_fleet(10, 1.0, seed=1)
     assert sum(d.role == "honest" for d in auto.devices) >= 6
     doc = [d.to_dict() for d in auto.devices]
