@@ -74,7 +74,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # Database errors name what to do; anything else keeps its traceback.
+        if type(exc).__module__.startswith("django.db"):
+            print(
+                f"roadmesh: database error: {exc} (is the schema migrated? `roadmesh web migrate`)",
+                file=sys.stderr,
+            )
+            return 3
+        raise
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the imported module, so `CommandError` is the class the commands raise.
+    from roadmesh.cli import main as _main
+
+    sys.exit(_main())

@@ -83,7 +83,7 @@ class LocalStack:
         self, *args: str, check: bool = True, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [sys.executable, "-m", "roadmesh.cli", *args],
+            [sys.executable, "-m", "roadmesh", *args],
             env=self.env(),
             capture_output=True,
             text=True,
@@ -98,7 +98,7 @@ class LocalStack:
     def spawn(self, name: str, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
         log = open(self.run_dir / "logs" / f"{name}.log", "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "roadmesh.cli", *args],
+            [sys.executable, "-m", "roadmesh", *args],
             env=self.env(**extra_env),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -136,7 +136,9 @@ class LocalStack:
             name, "-v", "ingest", "run", ROADMESH_INGEST_CLIENT_ID=f"ingest-test-{index}"
         )
 
-    def start_ingest_worker(self, index: int, wait: bool = True, **extra_env: str) -> subprocess.Popen[bytes]:
+    def start_ingest_worker(
+        self, index: int, wait: bool = True, **extra_env: str
+    ) -> subprocess.Popen[bytes]:
         """One more `roadmesh ingest run` with client id ingest-test-<index>; waits until it consumes.
 
         Restarting a worker with the same index reuses its client id, hence its broker
@@ -147,7 +149,9 @@ class LocalStack:
         before = self.log(name).count("consuming")
         proc = self.spawn(name, "-v", "ingest", "run", **env)
         if wait:
-            self.wait_for(lambda: self.log(name).count("consuming") > before, 30, f"{name} to subscribe")
+            self.wait_for(
+                lambda: self.log(name).count("consuming") > before, 30, f"{name} to subscribe"
+            )
         return proc
 
     def kill_process(self, name: str) -> None:
@@ -264,7 +268,6 @@ class LocalStack:
         self.wait_for(lambda: self.stats()["frames"] >= n, timeout, f"{n} frames")
         return self.stats()
 
-
     # -- edge end-to-end helpers ----------------------------------------------------------
     def create_user(self, username: str, password: str) -> None:
         """A driver account with a password (the enrolment credential of `roadmesh edge provision`)."""
@@ -273,11 +276,19 @@ class LocalStack:
             "from webapp.accounts.models import User\n"
             f"User.objects.create_user(username={username!r}, password={password!r}, role=User.Role.DRIVER)\n"
         )
-        proc = subprocess.run([sys.executable, "-c", code], env=self.env(), capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if proc.returncode != 0:
             raise StackError(f"creating user {username} failed:\n{proc.stderr}")
 
-    def device_frames(self, device_id: str, bbox: str = "24.80,60.10,25.10,60.30") -> list[dict[str, Any]]:
+    def device_frames(
+        self, device_id: str, bbox: str = "24.80,60.10,25.10,60.30"
+    ) -> list[dict[str, Any]]:
         """GeoJSON features of one device's stored frames, in seq order."""
         body = self.get_json(f"/api/v1/frames?bbox={bbox}&limit=10000")
         feats = [f for f in body["features"] if f["properties"]["device"] == device_id]
