@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from roadmesh.stack import LocalStack
-from tests.e2e.edge_support import assert_exactly_once, edge_stack
+from tests.edge.stack_support import assert_exactly_once, edge_stack
 from tests.edge.synthetic import write_drive
 
 pytestmark = pytest.mark.e2e
