@@ -22,8 +22,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
 NEEDED_FPS = 60 / 3.6 / 8  # 2.08
 
@@ -57,10 +57,12 @@ def main() -> int:
     from vision.quality import score
 
     # A real street photo (the sample drive) at 1080p with two real faces pasted in.
-    src = cv2.imread(str(Path(__file__).resolve().parents[1] / "sample_data/drives/sample/frames/000003.jpg"))
+    src = cv2.imread(
+        str(Path(__file__).resolve().parents[1] / "sample_data/drives/sample/frames/000003.jpg")
+    )
     image = cv2.resize(src, (1920, 1080), interpolation=cv2.INTER_CUBIC)
     for k, tile in enumerate(face_tiles(2, 64)):
-        image[500 : 564, 300 + 200 * k : 364 + 200 * k] = tile
+        image[500:564, 300 + 200 * k : 364 + 200 * k] = tile
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 88])
     assert ok
     jpeg = buf.tobytes()
@@ -80,20 +82,38 @@ def main() -> int:
         "redact + encode": timed(lambda: encode_redacted(redactor.redact(image)), n),
     }
     key = protocol.generate_private_key()
-    stages["ed25519 sign (encode)"] = timed(lambda: protocol.encode(protocol.Status("dev-bench", 1, protocol.DeviceState.ONLINE), key), n)
+    stages["ed25519 sign (encode)"] = timed(
+        lambda: protocol.encode(protocol.Status("dev-bench", 1, protocol.DeviceState.ONLINE), key),
+        n,
+    )
 
     # The whole pipeline, every frame a kept one: decode -> geotag -> quality -> privacy ->
     # encode -> sign -> outbox commit (synchronous=FULL).
     from datetime import UTC, datetime, timedelta
 
     t0 = datetime(2026, 6, 1, 9, tzinfo=UTC)
-    fixes = [Fix(t0 + timedelta(seconds=s), 60.17 + s * 16.7 / 111195, 24.94, 18.0, 16.7, 0.0, 1, 9, 0.9, 3)
-             for s in range(3600)]
+    fixes = [
+        Fix(
+            t0 + timedelta(seconds=s),
+            60.17 + s * 16.7 / 111195,
+            24.94,
+            18.0,
+            16.7,
+            0.0,
+            1,
+            9,
+            0.9,
+            3,
+        )
+        for s in range(3600)
+    ]
     track = Track(fixes)
     with tempfile.TemporaryDirectory() as tmp:
         outbox = Outbox(Path(tmp) / "outbox.sqlite3")
         identity = DeviceIdentity("dev-bench", MqttLogin("127.0.0.1", 1883, "dev-bench", "x"))
-        pipe = Pipeline(EdgeSettings(trim_m=0.0, sample_distance_m=0.0), identity, key, outbox, redactor)
+        pipe = Pipeline(
+            EdgeSettings(trim_m=0.0, sample_distance_m=0.0), identity, key, outbox, redactor
+        )
         times = []
         for i in range(n + 1):
             t = time.perf_counter()
@@ -107,7 +127,9 @@ def main() -> int:
         print(f"{name:28s} {sec * 1000:8.1f} ms")
     print(f"{'whole pipeline per kept frame':28s} {whole * 1000:8.1f} ms")
     fps = 1.0 / whole
-    print(f"needed at 60 km/h, one frame per 8 m: {NEEDED_FPS:.2f} kept fps; margin x{fps / NEEDED_FPS:.2f}")
+    print(
+        f"needed at 60 km/h, one frame per 8 m: {NEEDED_FPS:.2f} kept fps; margin x{fps / NEEDED_FPS:.2f}"
+    )
     print(f"RESULT ratio_to_floor={whole / floor:.1f} kept_fps_one_core={fps:.2f}")
     return 0
 

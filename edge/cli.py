@@ -18,9 +18,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("edge", help="dashcam software: provision, run, replay a drive")
     cmds = parser.add_subparsers(dest="edge_command", metavar="ACTION", required=True)
 
-    prov = cmds.add_parser("provision", help="create this device's key and register it with the server")
-    prov.add_argument("--server", required=True, help="web server URL, e.g. https://roadmesh.example.org")
-    prov.add_argument("--token", required=True, help="owner's enrolment credential USERNAME:PASSWORD")
+    prov = cmds.add_parser(
+        "provision", help="create this device's key and register it with the server"
+    )
+    prov.add_argument(
+        "--server", required=True, help="web server URL, e.g. https://roadmesh.example.org"
+    )
+    prov.add_argument(
+        "--token", required=True, help="owner's enrolment credential USERNAME:PASSWORD"
+    )
     prov.add_argument("--device-id", help="requested device id (default: the server picks one)")
     prov.add_argument("--tls-ca", default="", help="CA file for the broker's TLS certificate")
     prov.add_argument("--device-dir", type=Path, default=DEFAULT_DEVICE_DIR)
@@ -28,19 +34,40 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     run = cmds.add_parser("run", help="capture, sample, blur, sign and publish continuously")
     run.add_argument("--device-dir", type=Path, default=DEFAULT_DEVICE_DIR)
-    run.add_argument("--config", type=Path, help=f"settings file (default: DEVICE_DIR/{CONFIG_FILE})")
-    run.add_argument("--source", default="camera",
-                     help="camera (default; ROADMESH_EDGE_CAMERA), video:PATH, folder:PATH, or sim:SEED")
-    run.add_argument("--start", help="capture time of the first frame of a video or folder (ISO 8601)")
+    run.add_argument(
+        "--config", type=Path, help=f"settings file (default: DEVICE_DIR/{CONFIG_FILE})"
+    )
+    run.add_argument(
+        "--source",
+        default="camera",
+        help="camera (default; ROADMESH_EDGE_CAMERA), video:PATH, folder:PATH, or sim:SEED",
+    )
+    run.add_argument(
+        "--start", help="capture time of the first frame of a video or folder (ISO 8601)"
+    )
     run.set_defaults(func=_run)
 
     rep = cmds.add_parser("replay", help="run a recorded drive through the pipeline and publish it")
-    rep.add_argument("drive", type=Path, help="drive dir: manifest.json + video + NMEA, or frames.csv + JPEGs + track.nmea")
-    rep.add_argument("--device-dir", type=Path, default=DEFAULT_DEVICE_DIR, help="device key and login")
-    rep.add_argument("--config", type=Path, help=f"settings file (default: DEVICE_DIR/{CONFIG_FILE})")
-    rep.add_argument("--sample", action=argparse.BooleanOptionalAction, default=None,
-                     help="distance sampling (default: on for videos, off for frames.csv folders)")
-    rep.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the broker's PUBACKs")
+    rep.add_argument(
+        "drive",
+        type=Path,
+        help="drive dir: manifest.json + video + NMEA, or frames.csv + JPEGs + track.nmea",
+    )
+    rep.add_argument(
+        "--device-dir", type=Path, default=DEFAULT_DEVICE_DIR, help="device key and login"
+    )
+    rep.add_argument(
+        "--config", type=Path, help=f"settings file (default: DEVICE_DIR/{CONFIG_FILE})"
+    )
+    rep.add_argument(
+        "--sample",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="distance sampling (default: on for videos, off for frames.csv folders)",
+    )
+    rep.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds to wait for the broker's PUBACKs"
+    )
     rep.set_defaults(func=_replay)
 
     st = cmds.add_parser("status", help="device id, broker and outbox depth")
@@ -75,8 +102,10 @@ def _provision(args: argparse.Namespace) -> int:
         identity = provision(args.server, args.token, device_dir, args.device_id, args.tls_ca)
     except ProvisionError as exc:
         raise CommandError(str(exc)) from None
-    print(f"provisioned {identity.device_id}: key {device_dir / 'device.key'} (0600), "
-          f"login {device_dir / 'device.json'} (0600), broker {identity.mqtt.host}:{identity.mqtt.port}")
+    print(
+        f"provisioned {identity.device_id}: key {device_dir / 'device.key'} (0600), "
+        f"login {device_dir / 'device.json'} (0600), broker {identity.mqtt.host}:{identity.mqtt.port}"
+    )
     return 0
 
 
@@ -103,9 +132,16 @@ def _replay(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        uplink = MqttUplink(identity, key, outbox, tls_cert=settings.tls_cert, tls_key=settings.tls_key,
-                            bandwidth_bytes_per_s=settings.bandwidth_bytes_per_s,
-                            reconnect_min_s=settings.reconnect_min_s, reconnect_max_s=settings.reconnect_max_s)
+        uplink = MqttUplink(
+            identity,
+            key,
+            outbox,
+            tls_cert=settings.tls_cert,
+            tls_key=settings.tls_key,
+            bandwidth_bytes_per_s=settings.bandwidth_bytes_per_s,
+            reconnect_min_s=settings.reconnect_min_s,
+            reconnect_max_s=settings.reconnect_max_s,
+        )
     except UplinkError as exc:
         raise CommandError(str(exc)) from None
     uplink.start()
@@ -128,10 +164,10 @@ def _replay(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from edge.gnss_sources import FeedSource
+    from edge.gnss_sources import FeedSource, GnssSource
     from edge.run import EdgeRunner, camera_source, gnss_from_setting
     from edge.settings import SettingsError
-    from edge.sources import ImageFolderSource, VideoFileSource
+    from edge.sources import FrameSource, ImageFolderSource, VideoFileSource
     from edge.uplink import UplinkError
     from vision.privacy import PrivacyError
 
@@ -139,8 +175,14 @@ def _run(args: argparse.Namespace) -> int:
     settings = _settings(device_dir, args.config)
     identity, key = _identity(device_dir)
     kind, _, value = args.source.partition(":")
-    start = datetime.fromisoformat(args.start.replace("Z", "+00:00")) if args.start else datetime.now().astimezone()
+    start = (
+        datetime.fromisoformat(args.start.replace("Z", "+00:00"))
+        if args.start
+        else datetime.now().astimezone()
+    )
     live = None
+    gnss: GnssSource | FeedSource
+    frames: FrameSource | None
     try:
         if kind == "sim":
             live = _sim_live(value, identity.device_id)
@@ -155,16 +197,24 @@ def _run(args: argparse.Namespace) -> int:
             elif kind == "folder":
                 frames = ImageFolderSource(Path(value), start)
             else:
-                raise CommandError(f"--source {args.source!r}: use camera, video:PATH, folder:PATH or sim:SEED")
+                raise CommandError(
+                    f"--source {args.source!r}: use camera, video:PATH, folder:PATH or sim:SEED"
+                )
         runner = EdgeRunner(settings, identity, key, device_dir)
     except (SettingsError, UplinkError, PrivacyError) as exc:
         raise CommandError(str(exc)) from None
-    print(f"{identity.device_id}: running (source {args.source}, GNSS {settings.gnss if live is None else 'sim'}, "
-          f"broker {identity.mqtt.host}:{identity.mqtt.port})", flush=True)
+    print(
+        f"{identity.device_id}: running (source {args.source}, GNSS {settings.gnss if live is None else 'sim'}, "
+        f"broker {identity.mqtt.host}:{identity.mqtt.port})",
+        flush=True,
+    )
     runner.run(frames, gnss, live)
     c = runner.pipeline.counters
-    print(f"\nstopped: captured {c.captured}, kept {c.kept}, dropped {dict(c.dropped)}, "
-          f"outbox {runner.outbox.depth()[0]}", flush=True)
+    print(
+        f"\nstopped: captured {c.captured}, kept {c.kept}, dropped {dict(c.dropped)}, "
+        f"outbox {runner.outbox.depth()[0]}",
+        flush=True,
+    )
     return 0
 
 
@@ -173,9 +223,13 @@ def _sim_live(value: str, device_id: str):  # type: ignore[no-untyped-def]
     try:
         from sim.drive import DriveSpec, LiveDrive, default_start
     except ImportError as exc:
-        raise CommandError(f"the simulator's live source is not available in this build: {exc}") from None
+        raise CommandError(
+            f"the simulator's live source is not available in this build: {exc}"
+        ) from None
     seed = int(value or "1")
-    return LiveDrive(DriveSpec(device_id=device_id, seed=seed, start_utc=default_start(seed), duration_s=120.0))
+    return LiveDrive(
+        DriveSpec(device_id=device_id, seed=seed, start_utc=default_start(seed), duration_s=120.0)
+    )
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -189,6 +243,8 @@ def _status(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     outbox = Outbox(device_dir / "outbox.sqlite3")
     depth, nbytes = outbox.depth()
-    print(f"{identity.device_id}: broker {identity.mqtt.host}:{identity.mqtt.port}, "
-          f"outbox {depth} messages ({nbytes} bytes), {len(outbox.refused())} refused")
+    print(
+        f"{identity.device_id}: broker {identity.mqtt.host}:{identity.mqtt.port}, "
+        f"outbox {depth} messages ({nbytes} bytes), {len(outbox.refused())} refused"
+    )
     return 0

@@ -149,7 +149,11 @@ class NmeaReader:
     def _emit(self, gga: pynmea2.GGA, dim: int, day: date) -> list[Fix]:
         rmc = self._rmc.get(gga.timestamp)
         try:
-            speed = float(rmc.spd_over_grnd) * KNOTS_TO_MPS if rmc is not None and rmc.spd_over_grnd else None
+            speed = (
+                float(rmc.spd_over_grnd) * KNOTS_TO_MPS
+                if rmc is not None and rmc.spd_over_grnd
+                else None
+            )
             course = float(rmc.true_course) if rmc is not None and rmc.true_course else None
             return [
                 Fix(

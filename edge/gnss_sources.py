@@ -50,8 +50,18 @@ def parse_gpx(text: str) -> list[Fix]:
                     continue
                 sats = int(p.satellites) if p.satellites is not None else 0
                 fixes.append(
-                    Fix(p.time, p.latitude, p.longitude, p.elevation, None, p.course if hasattr(p, "course") else None,
-                        1, sats, p.horizontal_dilution, 3 if p.type_of_gpx_fix in (None, "3d", "dgps", "pps") else 2)
+                    Fix(
+                        p.time,
+                        p.latitude,
+                        p.longitude,
+                        p.elevation,
+                        None,
+                        p.course if hasattr(p, "course") else None,
+                        1,
+                        sats,
+                        p.horizontal_dilution,
+                        3 if p.type_of_gpx_fix in (None, "3d", "dgps", "pps") else 2,
+                    )
                 )
     fixes.sort(key=lambda f: f.time)
     return fixes
@@ -154,7 +164,9 @@ class GpsdSource(_Threaded):
             return
         cls = report.get("class")
         if cls == "SKY":
-            used = [s for s in report.get("satellites", []) if isinstance(s, dict) and s.get("used")]
+            used = [
+                s for s in report.get("satellites", []) if isinstance(s, dict) and s.get("used")
+            ]
             self.satellites = int(report.get("uSat", len(used)) or 0)
             hdop = report.get("hdop")
             self.hdop = float(hdop) if isinstance(hdop, int | float) else None
@@ -166,11 +178,18 @@ class GpsdSource(_Threaded):
             try:
                 when = datetime.fromisoformat(str(report["time"]).replace("Z", "+00:00"))
                 fix = Fix(
-                    when, float(report["lat"]), float(report["lon"]),
-                    float(report["altMSL"]) if "altMSL" in report else (float(report["alt"]) if "alt" in report else None),
+                    when,
+                    float(report["lat"]),
+                    float(report["lon"]),
+                    float(report["altMSL"])
+                    if "altMSL" in report
+                    else (float(report["alt"]) if "alt" in report else None),
                     float(report["speed"]) if "speed" in report else None,
                     float(report["track"]) if "track" in report else None,
-                    1, self.satellites, self.hdop, mode,
+                    1,
+                    self.satellites,
+                    self.hdop,
+                    mode,
                 )
             except (TypeError, ValueError):
                 self.stats.rejected["unparseable"] += 1

@@ -192,7 +192,9 @@ class Outbox:
         excess = int(total) - self.max_bytes
         if excess <= 0:
             return
-        rows = self._db.execute("SELECT seq, bytes, kind, cell, state FROM outbox ORDER BY seq").fetchall()
+        rows = self._db.execute(
+            "SELECT seq, bytes, kind, cell, state FROM outbox ORDER BY seq"
+        ).fetchall()
 
         def rank(row: tuple[int, int, str, int, str]) -> tuple[int, int]:
             seq, _b, kind, cell, state = row
@@ -211,7 +213,9 @@ class Outbox:
                 break
             self._db.execute("DELETE FROM outbox WHERE seq = ?", (row[0],))
             excess -= int(row[1])
-            self.evicted[("refused", "well_covered", "frame", "telemetry", "priority")[rank(row)[0]]] += 1
+            self.evicted[
+                ("refused", "well_covered", "frame", "telemetry", "priority")[rank(row)[0]]
+            ] += 1
 
     def total_bytes(self) -> int:
         with self._lock:

@@ -96,13 +96,19 @@ def build_frame(identity: DeviceIdentity, seq: int, p: Prepared) -> protocol.Fra
             alt_m=fix.alt_m,
             heading_deg=fix.course_deg,
             speed_mps=fix.speed_mps,
-            fix=protocol.FixType.FIX_2D if fix.dim == 2 else FIX_TYPES.get(fix.quality, protocol.FixType.FIX_3D),
+            fix=protocol.FixType.FIX_2D
+            if fix.dim == 2
+            else FIX_TYPES.get(fix.quality, protocol.FixType.FIX_3D),
             satellites=min(fix.satellites, 255),
             hdop=fix.hdop,
         ),
         camera_id=identity.camera_id,
         intrinsics_ref=identity.intrinsics_ref,
-        quality=protocol.Quality(sharpness=p.quality.sharpness, exposure=p.quality.exposure, obstruction=p.quality.obstruction),
+        quality=protocol.Quality(
+            sharpness=p.quality.sharpness,
+            exposure=p.quality.exposure,
+            obstruction=p.quality.obstruction,
+        ),
         privacy=protocol.PrivacyCounts(faces=p.jpeg.faces, plates=p.jpeg.plates),
         jpeg=p.jpeg.data,
     )

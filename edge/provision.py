@@ -21,8 +21,14 @@ class ProvisionError(Exception):
     pass
 
 
-def provision(server: str, token: str, device_dir: Path, device_id: str | None = None,
-              tls_ca: str = "", timeout: float = 30.0) -> DeviceIdentity:
+def provision(
+    server: str,
+    token: str,
+    device_dir: Path,
+    device_id: str | None = None,
+    tls_ca: str = "",
+    timeout: float = 30.0,
+) -> DeviceIdentity:
     if ":" not in token:
         raise ProvisionError("--token must be USERNAME:PASSWORD of the owner's account")
     if (device_dir / KEY_FILE).exists():
@@ -31,9 +37,13 @@ def provision(server: str, token: str, device_dir: Path, device_id: str | None =
         key = create_key(device_dir)
     body = json.dumps({"public_key": protocol.public_key_hex(key), "device_id": device_id}).encode()
     req = urllib.request.Request(
-        server.rstrip("/") + "/api/v1/devices", data=body, method="POST",
-        headers={"Content-Type": "application/json",
-                 "Authorization": "Basic " + base64.b64encode(token.encode()).decode()},
+        server.rstrip("/") + "/api/v1/devices",
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": "Basic " + base64.b64encode(token.encode()).decode(),
+        },
     )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -47,8 +57,13 @@ def provision(server: str, token: str, device_dir: Path, device_id: str | None =
         m = answer["mqtt"]
         identity = DeviceIdentity(
             device_id=answer["device_id"],
-            mqtt=MqttLogin(host=m["host"], port=int(m["port"]), username=m["username"],
-                           password=m["password"], tls_ca=tls_ca),
+            mqtt=MqttLogin(
+                host=m["host"],
+                port=int(m["port"]),
+                username=m["username"],
+                password=m["password"],
+                tls_ca=tls_ca,
+            ),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ProvisionError(f"unexpected answer from the server: {exc}") from None

@@ -30,7 +30,13 @@ from edge.identity import DeviceIdentity
 from edge.outbox import Outbox
 from edge.pipeline import Captured, Pipeline
 from edge.settings import EdgeSettings
-from edge.sources import ImageFolderSource, SourceError, VideoFileSource, manifest_start, read_manifest
+from edge.sources import (
+    ImageFolderSource,
+    SourceError,
+    VideoFileSource,
+    manifest_start,
+    read_manifest,
+)
 from vision.privacy import Redactor
 
 logger = logging.getLogger(__name__)
@@ -68,13 +74,17 @@ def open_recording(drive_dir: Path) -> Recording:
             gnss = drive_dir / str(manifest.get("nmea") or manifest.get("gpx") or "gnss.nmea")
             video = drive_dir / str(manifest.get("video", "video.mp4"))
             if not gnss.exists() or not video.exists():
-                raise DriveError(f"{drive_dir}: manifest names {video.name} and {gnss.name}; both are needed")
+                raise DriveError(
+                    f"{drive_dir}: manifest names {video.name} and {gnss.name}; both are needed"
+                )
             fps = float(manifest["fps"]) if manifest.get("fps") else None
             vsrc = VideoFileSource(video, manifest_start(manifest), fps)
             return Recording(vsrc.frames(), Track(load_log(gnss, stats)), stats, False, vsrc.errors)
         index, nmea = drive_dir / "frames.csv", drive_dir / "track.nmea"
         if not index.exists() or not nmea.exists():
-            raise DriveError(f"{drive_dir} needs manifest.json (video drive) or frames.csv and track.nmea")
+            raise DriveError(
+                f"{drive_dir} needs manifest.json (video drive) or frames.csv and track.nmea"
+            )
         isrc = ImageFolderSource(drive_dir)
         isrc.entries()  # fail early on a bad index
         return Recording(isrc.frames(), Track(load_log(nmea, stats)), stats, True, isrc.errors)
@@ -94,7 +104,11 @@ def enqueue_drive(
     rec = open_recording(drive_dir)
     settings = settings or EdgeSettings()
     pipeline = Pipeline(
-        settings, identity, key, outbox, redactor or Redactor.default(settings.threads, settings.face_max_side),
+        settings,
+        identity,
+        key,
+        outbox,
+        redactor or Redactor.default(settings.threads, settings.face_max_side),
         sample=(not rec.sampled_already) if sample is None else sample,
     )
     report = ReplayReport(nmea=rec.nmea)

@@ -19,7 +19,14 @@ from typing import Any
 import h3.api.basic_int as h3i
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.gnss_sources import FeedSource, GnssSource, GpsdSource, LogSource, SerialNmeaSource, wait_for_fix_after
+from edge.gnss_sources import (
+    FeedSource,
+    GnssSource,
+    GpsdSource,
+    LogSource,
+    SerialNmeaSource,
+    wait_for_fix_after,
+)
 from edge.identity import DeviceIdentity
 from edge.outbox import Outbox, OutboxError
 from edge.pipeline import Captured, Pipeline
@@ -33,9 +40,19 @@ logger = logging.getLogger(__name__)
 
 # Keys of the server's config JSON that map onto settings; anything else is ignored.
 CONFIG_KEYS = {
-    "sample_distance_m", "min_speed_mps", "max_speed_mps", "min_satellites", "max_hdop", "trim_m",
-    "min_sharpness", "min_exposure", "max_exposure", "max_obstruction", "jpeg_quality",
-    "bandwidth_bytes_per_s", "telemetry_interval_s",
+    "sample_distance_m",
+    "min_speed_mps",
+    "max_speed_mps",
+    "min_satellites",
+    "max_hdop",
+    "trim_m",
+    "min_sharpness",
+    "min_exposure",
+    "max_exposure",
+    "max_obstruction",
+    "jpeg_quality",
+    "bandwidth_bytes_per_s",
+    "telemetry_interval_s",
 }
 
 
@@ -63,7 +80,9 @@ def gnss_from_setting(spec: str, baud: int) -> GnssSource:
         return GpsdSource(host or "127.0.0.1", int(port) if port else 2947)
     if kind == "log":
         return LogSource(Path(rest))
-    raise SettingsError(f"ROADMESH_EDGE_GNSS={spec!r}: use serial:PORT[@BAUD], gpsd[:HOST[:PORT]] or log:PATH")
+    raise SettingsError(
+        f"ROADMESH_EDGE_GNSS={spec!r}: use serial:PORT[@BAUD], gpsd[:HOST[:PORT]] or log:PATH"
+    )
 
 
 class EdgeRunner:
@@ -81,12 +100,23 @@ class EdgeRunner:
         self.key = key
         self.device_dir = device_dir
         self.outbox = Outbox(device_dir / "outbox.sqlite3", max_bytes=settings.outbox_max_bytes)
-        self.pipeline = Pipeline(settings, identity, key, self.outbox,
-                                 redactor or Redactor.default(settings.threads, settings.face_max_side))
+        self.pipeline = Pipeline(
+            settings,
+            identity,
+            key,
+            self.outbox,
+            redactor or Redactor.default(settings.threads, settings.face_max_side),
+        )
         self.uplink = uplink or MqttUplink(
-            identity, key, self.outbox, tls_cert=settings.tls_cert, tls_key=settings.tls_key,
-            bandwidth_bytes_per_s=settings.bandwidth_bytes_per_s, reconnect_min_s=settings.reconnect_min_s,
-            reconnect_max_s=settings.reconnect_max_s, on_config=self.apply_config,
+            identity,
+            key,
+            self.outbox,
+            tls_cert=settings.tls_cert,
+            tls_key=settings.tls_key,
+            bandwidth_bytes_per_s=settings.bandwidth_bytes_per_s,
+            reconnect_min_s=settings.reconnect_min_s,
+            reconnect_max_s=settings.reconnect_max_s,
+            on_config=self.apply_config,
         )
         self.stop_event = threading.Event()
         self.cpu = CpuMeter()
@@ -105,8 +135,12 @@ class EdgeRunner:
         self.pipeline.apply(new)
         self.uplink.bucket.rate = new.bandwidth_bytes_per_s
         self.outbox.set_cells(covered, priority)
-        logger.info("applied server config: %s; %d well-covered, %d priority cells",
-                    changes or "no setting changes", len(covered), len(priority))
+        logger.info(
+            "applied server config: %s; %d well-covered, %d priority cells",
+            changes or "no setting changes",
+            len(covered),
+            len(priority),
+        )
 
     # -- loops ----------------------------------------------------------------------------
     def _uplink_loop(self) -> None:
@@ -121,15 +155,25 @@ class EdgeRunner:
 
     def send_telemetry(self) -> None:
         errors = Counter(self.errors) + self.uplink.errors + self.pipeline.counters.errors
-        data = snapshot(self.pipeline.counters, self.outbox, dict(errors), self.cpu, self.device_dir)
+        data = snapshot(
+            self.pipeline.counters, self.outbox, dict(errors), self.cpu, self.device_dir
+        )
         try:
             seq = self.outbox.next_counter("telemetry")
-            self.uplink.publish_telemetry(telemetry_message(self.identity.device_id, seq, data, self.key))
+            self.uplink.publish_telemetry(
+                telemetry_message(self.identity.device_id, seq, data, self.key)
+            )
         except (OutboxError, ValueError) as exc:
             logger.warning("telemetry not sent: %s", exc)
 
-    def run(self, frames: FrameSource | None, gnss: GnssSource | FeedSource, live: LiveEvents | None = None,
-            status_every_s: float = 1.0, max_fix_wait_s: float = 1.5) -> None:
+    def run(
+        self,
+        frames: FrameSource | None,
+        gnss: GnssSource | FeedSource,
+        live: LiveEvents | None = None,
+        status_every_s: float = 1.0,
+        max_fix_wait_s: float = 1.5,
+    ) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop_event.set())
         gnss.start()
@@ -144,13 +188,22 @@ class EdgeRunner:
                     break
                 t = frame.captured_at.timestamp() + self.settings.clock_offset_s
                 if isinstance(frames, CameraSource):
-                    wait_for_fix_after(gnss.track, t, max_fix_wait_s)  # live: the next fix brackets the frame
+                    wait_for_fix_after(
+                        gnss.track, t, max_fix_wait_s
+                    )  # live: the next fix brackets the frame
                 self.pipeline.process(frame, gnss.track)
                 now = time.monotonic()
                 if now - last_status >= status_every_s:
                     last_status = now
-                    line = status_line(self.pipeline.counters, self.outbox, self.uplink.connected.is_set())
-                    print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+                    line = status_line(
+                        self.pipeline.counters, self.outbox, self.uplink.connected.is_set()
+                    )
+                    print(
+                        ("\r" + line) if tty else line,
+                        end="" if tty else "\n",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         finally:
             self.pipeline.finish()
             if frames is not None:
@@ -165,7 +218,9 @@ class EdgeRunner:
             self.uplink.stop()
             gnss.stop()
 
-    def _frames(self, frames: FrameSource | None, gnss: GnssSource | FeedSource, live: LiveEvents | None):  # type: ignore[no-untyped-def]
+    def _frames(
+        self, frames: FrameSource | None, gnss: GnssSource | FeedSource, live: LiveEvents | None
+    ):  # type: ignore[no-untyped-def]
         if live is not None:
             assert isinstance(gnss, FeedSource)
             for kind, when, value in live.events():
@@ -179,4 +234,6 @@ class EdgeRunner:
 
 
 def camera_source(settings: EdgeSettings) -> CameraSource:
-    return CameraSource(settings.camera, settings.camera_width, settings.camera_height, settings.camera_fps)
+    return CameraSource(
+        settings.camera, settings.camera_width, settings.camera_height, settings.camera_fps
+    )

@@ -102,7 +102,10 @@ class Sampler:
             return self._drop("privacy_zone")
         if self.odometer_m - self.trip_start_m < s.trim_m:
             return self._drop("trip_start")
-        if self.last_kept_m is not None and self.odometer_m - self.last_kept_m < s.sample_distance_m:
+        if (
+            self.last_kept_m is not None
+            and self.odometer_m - self.last_kept_m < s.sample_distance_m
+        ):
             return self._drop("spacing")
         return Offer(True, "", self.odometer_m)
 

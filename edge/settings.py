@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,9 @@ class EdgeSettings:
 
     def with_overrides(self, **changes: Any) -> EdgeSettings:
         fields = {f.name: f for f in dataclasses.fields(self)}
-        return dataclasses.replace(self, **{k: _coerce(fields[k], v, f"config {k}") for k, v in changes.items()})
+        return dataclasses.replace(
+            self, **{k: _coerce(fields[k], v, f"config {k}") for k, v in changes.items()}
+        )
 
 
 def _coerce(f: dataclasses.Field[Any], value: Any, where: str) -> Any:

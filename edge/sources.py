@@ -39,7 +39,9 @@ class FrameSource(Protocol):
 class CameraSource:
     """A USB camera: `device` is a V4L2 index ("0") or a path ("/dev/video2")."""
 
-    def __init__(self, device: str, width: int, height: int, fps: float, max_retry_s: float = 30.0) -> None:
+    def __init__(
+        self, device: str, width: int, height: int, fps: float, max_retry_s: float = 30.0
+    ) -> None:
         self.device: int | str = int(device) if device.isdigit() else device
         self.width, self.height, self.fps = width, height, fps
         self.max_retry_s = max_retry_s
@@ -47,10 +49,14 @@ class CameraSource:
         self.stopped = False
 
     def _open(self) -> cv2.VideoCapture | None:
-        cap = cv2.VideoCapture(self.device, cv2.CAP_V4L2) if isinstance(self.device, int) else cv2.VideoCapture(self.device)
+        cap = (
+            cv2.VideoCapture(self.device, cv2.CAP_V4L2)
+            if isinstance(self.device, int)
+            else cv2.VideoCapture(self.device)
+        )
         if not cap.isOpened():
             return None
-        cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+        cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))  # type: ignore[attr-defined]
         cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
         cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
         cap.set(cv2.CAP_PROP_FPS, self.fps)
@@ -123,9 +129,13 @@ class ImageFolderSource:
                     try:
                         when = datetime.fromisoformat(row["captured_at"].replace("Z", "+00:00"))
                     except (KeyError, ValueError, AttributeError):
-                        raise SourceError(f"{index}:{lineno}: bad captured_at {row.get('captured_at')!r}") from None
+                        raise SourceError(
+                            f"{index}:{lineno}: bad captured_at {row.get('captured_at')!r}"
+                        ) from None
                     if when.tzinfo is None:
-                        raise SourceError(f"{index}:{lineno}: captured_at must carry a time zone (use Z)")
+                        raise SourceError(
+                            f"{index}:{lineno}: captured_at must carry a time zone (use Z)"
+                        )
                     out.append((self.folder / row["file"], when))
             return out
         if self.start is None:

@@ -31,7 +31,9 @@ class CpuMeter:
         return round(pct, 1)
 
 
-def snapshot(counters: Counters, outbox: Outbox, errors: dict[str, int], cpu: CpuMeter, disk_path: Path) -> dict[str, Any]:
+def snapshot(
+    counters: Counters, outbox: Outbox, errors: dict[str, int], cpu: CpuMeter, disk_path: Path
+) -> dict[str, Any]:
     depth, nbytes = outbox.depth()
     fix = counters.last_fix
     try:
@@ -49,9 +51,16 @@ def snapshot(counters: Counters, outbox: Outbox, errors: dict[str, int], cpu: Cp
             "faces_blurred": counters.faces,
             "plates_blurred": counters.plates,
         },
-        "gnss": None if fix is None else {
-            "lat": round(fix.lat, 7), "lon": round(fix.lon, 7), "satellites": fix.satellites,
-            "hdop": fix.hdop, "dim": fix.dim, "speed_mps": fix.speed_mps, "time": fix.time.isoformat(),
+        "gnss": None
+        if fix is None
+        else {
+            "lat": round(fix.lat, 7),
+            "lon": round(fix.lon, 7),
+            "satellites": fix.satellites,
+            "hdop": fix.hdop,
+            "dim": fix.dim,
+            "speed_mps": fix.speed_mps,
+            "time": fix.time.isoformat(),
         },
         "errors": {k: v for k, v in errors.items() if v},
         "cpu_percent": cpu.percent(),
@@ -61,7 +70,9 @@ def snapshot(counters: Counters, outbox: Outbox, errors: dict[str, int], cpu: Cp
     }
 
 
-def telemetry_message(device_id: str, seq: int, data: dict[str, Any], key: Ed25519PrivateKey) -> bytes:
+def telemetry_message(
+    device_id: str, seq: int, data: dict[str, Any], key: Ed25519PrivateKey
+) -> bytes:
     return protocol.encode(protocol.Telemetry(device_id, seq, time.time_ns() // 1000, data), key)
 
 

@@ -38,17 +38,6 @@ class UplinkError(Exception):
 
 class Uplink(Protocol):
     def start(self) -> None: ...
-    def publish_telemetry(self, payload: bytes) -> bool:
-        """Send a telemetry snapshot now if connected (QoS 1); False when offline."""
-        if not self.connected.is_set():
-            return False
-        topic = protocol.topic_for(self.identity.device_id, protocol.Channel.TELEMETRY)
-        info = self.client.publish(topic, payload, qos=1)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            return False
-        self._register(info.mid, None)
-        return True
-
     def drain(self, timeout_s: float) -> bool: ...
     def stop(self) -> None: ...
 
@@ -60,7 +49,9 @@ def _now_us() -> int:
 class TokenBucket:
     """`rate` bytes per second on average, bursts up to `burst` bytes; rate 0 = no cap."""
 
-    def __init__(self, rate: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rate = rate
         self.burst = burst if burst is not None else max(rate * 2, float(protocol.MAX_FRAME_BYTES))
         self.tokens = self.burst
@@ -155,7 +146,8 @@ class MqttUplink:
             self.errors["login_refused"] += 1
             logger.error(
                 "broker refused login for %s: %s (check device.json; retrying with backoff)",
-                self.identity.device_id, reason,
+                self.identity.device_id,
+                reason,
             )
             self._backoff()
             return
@@ -187,7 +179,9 @@ class MqttUplink:
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self.errors["connect_failed"] += 1
-        logger.warning("cannot reach broker %s:%d", self.identity.mqtt.host, self.identity.mqtt.port)
+        logger.warning(
+            "cannot reach broker %s:%d", self.identity.mqtt.host, self.identity.mqtt.port
+        )
         self._backoff()
 
     def _backoff(self) -> None:
@@ -275,6 +269,17 @@ class MqttUplink:
             self._register(info.mid, item.seq)
             handed += 1
         return handed
+
+    def publish_telemetry(self, payload: bytes) -> bool:
+        """Send a telemetry snapshot now if connected (QoS 1); False when offline."""
+        if not self.connected.is_set():
+            return False
+        topic = protocol.topic_for(self.identity.device_id, protocol.Channel.TELEMETRY)
+        info = self.client.publish(topic, payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        self._register(info.mid, None)
+        return True
 
     def drain(self, timeout_s: float) -> bool:
         """Publish until the outbox is empty; True if it emptied before the timeout."""

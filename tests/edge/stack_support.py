@@ -24,6 +24,10 @@ def edge_stack() -> Iterator[LocalStack]:
 
 
 def assert_exactly_once(stack: LocalStack, device_id: str, expected: int) -> None:
-    stack.wait_for(lambda: len(stack.device_frames(device_id)) >= expected, 60, f"{expected} frames of {device_id}")
+    stack.wait_for(
+        lambda: len(stack.device_frames(device_id)) >= expected,
+        60,
+        f"{expected} frames of {device_id}",
+    )
     seqs = [f["properties"]["seq"] for f in stack.device_frames(device_id)]
     assert seqs == list(range(1, expected + 1)), seqs

@@ -34,15 +34,24 @@ def _dm(value: float, lat: bool) -> tuple[str, str]:
     return (f"{deg:02d}{minutes:07.4f}" if lat else f"{deg:03d}{minutes:07.4f}"), hemi
 
 
-def nmea_fix(t: datetime, lat: float, lon: float, speed_mps: float, sats: int = 9, hdop: float = 0.9,
-             mode: int = 3) -> list[str]:
+def nmea_fix(
+    t: datetime,
+    lat: float,
+    lon: float,
+    speed_mps: float,
+    sats: int = 9,
+    hdop: float = 0.9,
+    mode: int = 3,
+) -> list[str]:
     hms = t.strftime("%H%M%S.") + f"{t.microsecond // 10000:02d}"
     la, ns = _dm(lat, True)
     lo, ew = _dm(lon, False)
     return [
         _checksum(f"GPGSA,A,{mode},01,02,03,04,05,06,07,08,09,,,,1.5,{hdop:.1f},1.2"),
         _checksum(f"GPGGA,{hms},{la},{ns},{lo},{ew},1,{sats:02d},{hdop:.1f},18.0,M,19.5,M,,"),
-        _checksum(f"GPRMC,{hms},A,{la},{ns},{lo},{ew},{speed_mps / 0.514444:.1f},0.0,{t.strftime('%d%m%y')},,,A"),
+        _checksum(
+            f"GPRMC,{hms},A,{la},{ns},{lo},{ew},{speed_mps / 0.514444:.1f},0.0,{t.strftime('%d%m%y')},,,A"
+        ),
     ]
 
 
@@ -79,12 +88,22 @@ class SyntheticDrive:
     duration_s: float
 
 
-def write_drive(out: Path, duration_s: float = 40.0, fps: float = 10.0, speed_mps: float = 12.0,
-                park_s: float = 0.0, width: int = 1280, height: int = 720, faces: int = 0,
-                face_px: int = 60) -> SyntheticDrive:
+def write_drive(
+    out: Path,
+    duration_s: float = 40.0,
+    fps: float = 10.0,
+    speed_mps: float = 12.0,
+    park_s: float = 0.0,
+    width: int = 1280,
+    height: int = 720,
+    faces: int = 0,
+    face_px: int = 60,
+) -> SyntheticDrive:
     out.mkdir(parents=True, exist_ok=True)
     n = int(duration_s * fps)
-    writer = cv2.VideoWriter(str(out / "video.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    writer = cv2.VideoWriter(
+        str(out / "video.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height)
+    )
     assert writer.isOpened(), "OpenCV cannot write mp4v here"
     base = scene(width, height)
     tiles = face_tiles(faces, face_px) if faces else []
@@ -96,15 +115,25 @@ def write_drive(out: Path, duration_s: float = 40.0, fps: float = 10.0, speed_mp
         writer.write(img)
     writer.release()
     lines = []
-    for s in range(int(math.ceil(duration_s)) + 2):
+    for s in range(math.ceil(duration_s) + 2):
         t = START + timedelta(seconds=s)
         d = position(s, speed_mps, park_s)
         moving = s > park_s
         lines += nmea_fix(t, LAT0 + d / M_PER_DEG_LAT, LON0, speed_mps if moving else 0.0)
     (out / "gnss.nmea").write_text("\n".join(lines) + "\n")
-    (out / "manifest.json").write_text(json.dumps({
-        "format": "roadmesh-drive/1", "start_time_utc": START.isoformat().replace("+00:00", "Z"),
-        "fps": fps, "frame_count": n, "width": width, "height": height,
-        "video": "video.mp4", "nmea": "gnss.nmea", "generator": "tests/edge/synthetic.py",
-    }))
+    (out / "manifest.json").write_text(
+        json.dumps(
+            {
+                "format": "roadmesh-drive/1",
+                "start_time_utc": START.isoformat().replace("+00:00", "Z"),
+                "fps": fps,
+                "frame_count": n,
+                "width": width,
+                "height": height,
+                "video": "video.mp4",
+                "nmea": "gnss.nmea",
+                "generator": "tests/edge/synthetic.py",
+            }
+        )
+    )
     return SyntheticDrive(out, n, fps, speed_mps, park_s, duration_s)

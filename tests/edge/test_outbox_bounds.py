@@ -45,9 +45,13 @@ def test_sequence_numbers_never_repeat_after_eviction(tmp_path: Path) -> None:
     assert put(reopened, ELSEWHERE) == 6
 
 
-def test_settings_come_from_the_file_and_the_environment_and_bad_values_name_the_variable(tmp_path: Path) -> None:
+def test_settings_come_from_the_file_and_the_environment_and_bad_values_name_the_variable(
+    tmp_path: Path,
+) -> None:
     conf = tmp_path / "edge.toml"
-    conf.write_text('sample_distance_m = 10\nprivacy_zones = [[[24.9, 60.1], [25.0, 60.1], [25.0, 60.2]]]\n')
+    conf.write_text(
+        "sample_distance_m = 10\nprivacy_zones = [[[24.9, 60.1], [25.0, 60.1], [25.0, 60.2]]]\n"
+    )
     s = EdgeSettings.load(conf, {"ROADMESH_EDGE_MAX_HDOP": "3.5"})
     assert (s.sample_distance_m, s.max_hdop, len(s.privacy_zones)) == (10.0, 3.5, 1)
     with pytest.raises(SettingsError, match="ROADMESH_EDGE_MIN_SATELLITES"):

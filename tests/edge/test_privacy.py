@@ -64,7 +64,9 @@ def test_a_frame_with_nothing_to_blur_keeps_the_cameras_own_jpeg(faces: CenterFa
 def test_a_plate_shaped_sign_with_characters_is_blurred() -> None:
     img = scene(1920, 1080)
     plate = np.full((24, 100, 3), 235, np.uint8)
-    cv2.putText(plate, "ABC-123", (5, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (10, 10, 10), 2, cv2.LINE_AA)
+    cv2.putText(
+        plate, "ABC-123", (5, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (10, 10, 10), 2, cv2.LINE_AA
+    )
     img[800:824, 900:1000] = cv2.resize(cv2.resize(plate, (100, 24)), (100, 24))
     img[780:850, 880:1020] = 128  # a plain bumper around it
     img[800:824, 900:1000] = plate
@@ -83,7 +85,9 @@ def test_edge_builds_a_protocol_frame_in_exactly_one_place_and_only_from_a_redac
     makers = []
     for path in EDGE.rglob("*.py"):
         text = path.read_text()
-        makers += [(path.name, m.start()) for m in re.finditer(r"protocol\.Frame\(|\bFrame\(", text)]
+        makers += [
+            (path.name, m.start()) for m in re.finditer(r"protocol\.Frame\(|\bFrame\(", text)
+        ]
         assert "cv2.imencode" not in text, f"{path.name} encodes JPEGs itself"
     assert [name for name, _ in makers] == ["pipeline.py"]
     text = (EDGE / "pipeline.py").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,18 +15,39 @@ T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 M_PER_DEG = 111_195.0
 
 
-def track(seconds: int, speed: float, park_s: int = 0, park_end_s: int = 0, sats: int = 9, hdop: float = 0.9,
-          dim: int = 3) -> Track:
+def track(
+    seconds: int,
+    speed: float,
+    park_s: int = 0,
+    park_end_s: int = 0,
+    sats: int = 9,
+    hdop: float = 0.9,
+    dim: int = 3,
+) -> Track:
     fixes = []
     for s in range(seconds + 1):
         moving = park_s < s <= seconds - park_end_s
         d = min(max(0, s - park_s), seconds - park_end_s - park_s) * speed
-        fixes.append(Fix(T0 + timedelta(seconds=s), 60.17 + d / M_PER_DEG, 24.94, 18.0,
-                         speed if moving else 0.0, 0.0, 1, sats, hdop, dim))
+        fixes.append(
+            Fix(
+                T0 + timedelta(seconds=s),
+                60.17 + d / M_PER_DEG,
+                24.94,
+                18.0,
+                speed if moving else 0.0,
+                0.0,
+                1,
+                sats,
+                hdop,
+                dim,
+            )
+        )
     return Track(fixes)
 
 
-def run(tr: Track, settings: EdgeSettings, seconds: int, fps: float = 30.0) -> tuple[list[Fix], Sampler]:
+def run(
+    tr: Track, settings: EdgeSettings, seconds: int, fps: float = 30.0
+) -> tuple[list[Fix], Sampler]:
     sampler = Sampler(settings)
     buffer: TripBuffer[Fix] = TripBuffer()
     kept: list[Fix] = []
@@ -45,7 +67,7 @@ def run(tr: Track, settings: EdgeSettings, seconds: int, fps: float = 30.0) -> t
 
 
 def spacing(kept: list[Fix]) -> list[float]:
-    return [haversine_m(a.lat, a.lon, b.lat, b.lon) for a, b in zip(kept, kept[1:], strict=False)]
+    return [haversine_m(a.lat, a.lon, b.lat, b.lon) for a, b in itertools.pairwise(kept)]
 
 
 def test_it_keeps_one_frame_every_eight_metres_at_city_speed() -> None:
@@ -92,7 +114,12 @@ def test_poor_fixes_and_implausible_speed_are_dropped() -> None:
 
 def test_frames_inside_a_privacy_zone_are_never_kept() -> None:
     # A zone around the first 300 m north of the start.
-    zone = ((24.93, 60.169), (24.95, 60.169), (24.95, 60.17 + 300 / M_PER_DEG), (24.93, 60.17 + 300 / M_PER_DEG))
+    zone = (
+        (24.93, 60.169),
+        (24.95, 60.169),
+        (24.95, 60.17 + 300 / M_PER_DEG),
+        (24.93, 60.17 + 300 / M_PER_DEG),
+    )
     tr = track(60, 10.0)
     kept, sampler = run(tr, EdgeSettings(trim_m=0.0, privacy_zones=(zone,)), 60)
     start = tr.fixes[0]

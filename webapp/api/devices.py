@@ -65,7 +65,9 @@ def _sync_broker() -> None:
 def register(request: HttpRequest) -> JsonResponse:
     creds = _basic_auth(request)
     if creds is None:
-        response = JsonResponse({"error": "HTTP Basic credentials of the owner's account are required"}, status=401)
+        response = JsonResponse(
+            {"error": "HTTP Basic credentials of the owner's account are required"}, status=401
+        )
         response["WWW-Authenticate"] = 'Basic realm="roadmesh"'
         return response
     owner = authenticate(request, username=creds[0], password=creds[1])
@@ -73,7 +75,9 @@ def register(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"error": "unknown user or wrong password"}, status=401)
     try:
         body = json.loads(request.body or b"{}")
-        public_key = protocol.public_key_bytes(protocol.load_public_key_hex(str(body["public_key"])))
+        public_key = protocol.public_key_bytes(
+            protocol.load_public_key_hex(str(body["public_key"]))
+        )
         device_id = body.get("device_id") or new_device_id()
     except (ValueError, KeyError, TypeError, AttributeError, protocol.ProtocolError) as exc:
         return JsonResponse({"error": f"bad request: {exc}"}, status=400)
@@ -87,7 +91,9 @@ def register(request: HttpRequest) -> JsonResponse:
         {
             "device_id": device.device_id,
             "mqtt": {
-                "host": os.environ.get("ROADMESH_MQTT_PUBLIC_HOST", os.environ.get("ROADMESH_MQTT_HOST", "127.0.0.1")),
+                "host": os.environ.get(
+                    "ROADMESH_MQTT_PUBLIC_HOST", os.environ.get("ROADMESH_MQTT_HOST", "127.0.0.1")
+                ),
                 "port": int(os.environ.get("ROADMESH_MQTT_PORT", "1883")),
                 "username": device.device_id,
                 "password": password,
