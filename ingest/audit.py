@@ -79,6 +79,7 @@ class Auditor:
         pol = self.policy
         grey_cache: dict[str, np.ndarray | None] = {}
         updates: list[tuple[_Row, list[dict[str, object]]]] = []
+        back: dict[int, list[fraud.Flag]] = {}
         start = 0
         for i, row in enumerate(rows):
             if row.audited and not full:
@@ -89,7 +90,11 @@ class Auditor:
             new = fraud.check_motion(row.point, earlier, pol)
             if not new:
                 new += fraud.check_acceleration([r.point for r in rows[max(0, i - 2) : i + 1]], pol)
-            new += fraud.check_stationary(row.point, [r.point for r in rows[max(0, i - 24) : i]], pol)
+            stationary = fraud.check_stationary(row.point, [r.point for r in rows[max(0, i - 24) : i]], pol)
+            new += stationary
+            if stationary:  # the whole run of frames inside the circle is farmed, not only its end
+                for j in range(max(0, i - pol.stationary_min_frames + 1), i):
+                    back.setdefault(j, []).extend(stationary)
             if self.visual and i > 0 and row.t - rows[i - 1].t <= VISUAL_MAX_GAP_S:
                 change = self._change(rows[i - 1].sha, row.sha, grey_cache)
                 if change is not None:
@@ -97,6 +102,13 @@ class Auditor:
             merged = fraud.merge_flags(row.flags, new)
             updates.append((row, merged))
             report.by_check.update(f.check for f in new)
+        index = {row.id: k for k, (row, _) in enumerate(updates)}
+        for j, flags in back.items():
+            k = index.get(rows[j].id)
+            if k is None:
+                updates.append((rows[j], fraud.merge_flags(rows[j].flags, flags)))
+            else:
+                updates[k] = (updates[k][0], fraud.merge_flags(updates[k][1], flags))
         now = timezone.now()
         with transaction.atomic():
             for row, merged in updates:

@@ -47,7 +47,7 @@ class FraudPolicy:
     min_sharpness: float = 15.0  # server-side Laplacian variance on the reduced decode
     min_brightness: float = 25.0
     max_brightness: float = 235.0
-    static_image_min_m: float = 15.0  # claimed movement above which the picture must change
+    static_image_min_m: float = 5.0  # claimed movement above which the picture must change
     static_image_max_change: float = 0.012  # mean |difference| / 255 below which it did not
     flag_score: float = 0.5
 

@@ -95,14 +95,32 @@ class FrameIntake:
     def __init__(self, store: ObjectStore, policy: IntakePolicy | None = None) -> None:
         self.store = store
         self.policy = policy or IntakePolicy()
+        # Device rows to touch at the end of the transaction, in primary-key order, so two
+        # workers committing batches never lock the same device rows in opposite orders.
+        self._seen: dict[int, bool | None] = {}
 
     # -- one message, one transaction ----------------------------------------------------
     def handle(self, topic: str, payload: bytes) -> Outcome:
         prepared = self.prepare(topic, payload)
         with transaction.atomic():
             outcome = self.commit(prepared)
+            self.flush_device_updates()
         metrics.record(outcome)
         return outcome
+
+    def flush_device_updates(self) -> None:
+        """Write last_seen_at / online for the devices seen since the last flush (call inside the transaction)."""
+        now = timezone.now()
+        seen, self._seen = self._seen, {}
+        for pk in sorted(seen):
+            online = seen[pk]
+            if online is None:
+                Device.objects.filter(pk=pk).update(last_seen_at=now)
+            else:
+                Device.objects.filter(pk=pk).update(last_seen_at=now, online=online)
+
+    def discard_device_updates(self) -> None:
+        self._seen = {}
 
     # -- step 1: no database -------------------------------------------------------------
     def prepare(self, topic: str, payload: bytes) -> Prepared:
@@ -149,12 +167,10 @@ class FrameIntake:
                 self._check_time(message)
                 return self._store_frame(device, message, p)
             if isinstance(message, protocol.Status) and p.channel == protocol.Channel.STATUS:
-                Device.objects.filter(pk=device.pk).update(
-                    online=message.state == protocol.DeviceState.ONLINE, last_seen_at=timezone.now()
-                )
+                self._seen[device.pk] = message.state == protocol.DeviceState.ONLINE
                 return Outcome("ignored", detail="status recorded")
             if isinstance(message, protocol.Telemetry) and p.channel == protocol.Channel.TELEMETRY:
-                Device.objects.filter(pk=device.pk).update(last_seen_at=timezone.now())
+                self._seen.setdefault(device.pk, None)
                 return Outcome("ignored", detail="telemetry seen")
             raise Rejection(
                 IntakeReason.UNSUPPORTED_CHANNEL,
@@ -244,7 +260,7 @@ class FrameIntake:
                     fraud_score=score,
                 )
                 VisionJob.objects.create(frame=row)
-                Device.objects.filter(pk=device.pk).update(last_seen_at=timezone.now())
+            self._seen.setdefault(device.pk, None)
         except IntegrityError:
             # Another worker stored the same (device, seq) between our check and insert.
             existing = Frame.objects.filter(device=device, seq=frame.seq).only("id", "image_sha256").first()

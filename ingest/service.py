@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from django.db import close_old_connections, transaction
+from django.db import OperationalError, close_old_connections, transaction
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
 QUEUE_DEPTH_EVERY_S = 5.0
+DB_RETRIES = 3
 PLAIN_SUBSCRIPTION = "none"  # ROADMESH_INGEST_GROUP=none: one worker, plain persistent subscription
 
 
@@ -186,8 +187,18 @@ class IngestWorker:
         started = time.perf_counter()
         prepared = [self.intake.prepare(m.topic, m.payload) for m in batch]
         close_old_connections()
-        with transaction.atomic():
-            outcomes = [self.intake.commit(p) for p in prepared]
+        for attempt in range(1, DB_RETRIES + 1):
+            try:
+                with transaction.atomic():
+                    outcomes = [self.intake.commit(p) for p in prepared]
+                    self.intake.flush_device_updates()
+                break
+            except OperationalError as exc:  # deadlock / serialization failure: the batch rolled back
+                self.intake.discard_device_updates()
+                if attempt == DB_RETRIES or not _retryable(exc):
+                    raise
+                logger.warning("batch rolled back (%s); retry %d", str(exc).splitlines()[0], attempt)
+                time.sleep(0.05 * attempt)
         for msg, outcome in zip(batch, outcomes, strict=True):
             metrics.record(outcome)
             self.counts[outcome.status] += 1
@@ -268,6 +279,11 @@ class IngestWorker:
             "seconds_since_commit": round(time.monotonic() - self.last_commit, 1),
             "counts": dict(self.counts),
         }
+
+
+def _retryable(exc: OperationalError) -> bool:
+    text = str(exc).lower()
+    return "deadlock" in text or "could not serialize" in text or "database is locked" in text
 
 
 def run_worker() -> int:

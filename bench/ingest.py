@@ -1,0 +1,177 @@
+"""Ingest throughput: publish -> committed row, one and two workers, beside a bare paho subscriber.
+
+    python bench/ingest.py [--frames 1500] [--database sqlite|postgresql]
+
+Same broker, same run, same frames (synthetic 480x270 JPEGs, ~55 KB, signed). Phase 0: a
+bare paho subscriber (separate process, plain subscription, auto ack) receives the stream;
+phase 1: one `roadmesh ingest run`; phase 2: two workers on the shared subscription. Rates
+are frames / (first publish -> last frame received or committed). Prints each process's
+CPU time per phase; the last line is `RESULT one_worker_vs_bare=<x> two_vs_one=<x>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import paho.mqtt.client as mqtt  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+
+import protocol  # noqa: E402
+from edge.identity import DeviceIdentity, load_key  # noqa: E402
+from roadmesh.stack import LocalStack  # noqa: E402
+from tests.conftest import traversable_tmpdir  # noqa: E402
+from tests.ingest.streams import HonestDrive  # noqa: E402
+
+BARE = r"""
+import sys, time, paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+port, password, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+got = [0, 0.0]
+def on_message(c, u, m):
+    got[0] += 1; got[1] = time.time()
+c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=mqtt.MQTTv5)
+c.username_pw_set("svc_ingest", password)
+c.on_message = on_message
+c.on_connect = lambda c, u, f, r, p: c.subscribe([("devices/+/frames", 1)])
+c.connect("127.0.0.1", port); c.loop_start()
+print("ready", flush=True)
+while got[0] < n: time.sleep(0.01)
+print(f"done {got[1]:.6f}", flush=True)
+c.disconnect(); c.loop_stop()
+"""
+
+
+def cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (FileNotFoundError, IndexError):
+        return 0.0
+
+
+def publish(stack: LocalStack, device_id: str, frames: int) -> tuple[float, float]:
+    """Provision, pre-sign `frames` frames, publish them QoS 1; returns (first publish, all PUBACKed)."""
+    device_dir = stack.provision(device_id)
+    identity, key = DeviceIdentity.load(device_dir), load_key(device_dir)
+    drive = HonestDrive(device_id, key, seed=abs(hash(device_id)) % 10_000)
+    payloads = [drive.payload(s) for s in range(1, frames + 1)]
+    topic = protocol.topic_for(device_id, protocol.Channel.FRAMES)
+    acked = threading.Semaphore(0)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5)
+    c.username_pw_set(identity.mqtt.username, identity.mqtt.password)
+    c.max_inflight_messages_set(100)
+    c.max_queued_messages_set(0)
+    c.on_publish = lambda *a: acked.release()
+    c.connect("127.0.0.1", stack.mqtt_port)
+    c.loop_start()
+    t0 = time.time()
+    for p in payloads:
+        c.publish(topic, p, qos=1)
+    for _ in payloads:
+        acked.acquire()
+    t1 = time.time()
+    c.disconnect()
+    c.loop_stop()
+    return t0, t1
+
+
+def frames_of(stack: LocalStack, device_id: str) -> int:
+    code = (
+        "from webapp.django_setup import setup_django; setup_django();"
+        "from webapp.fleet.models import Frame;"
+        f"print(Frame.objects.filter(device__device_id='{device_id}').count())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=stack.env(), capture_output=True, text=True, cwd=REPO)
+    return int(out.stdout.strip() or 0)
+
+
+def wait_committed(stack: LocalStack, device_id: str, n: int, timeout: float = 600) -> float:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if stack.stats()["frames"] >= n:
+            return time.time()
+        time.sleep(0.05)
+    raise RuntimeError(f"{device_id}: not all {n} frames committed in {timeout}s")
+
+
+def pids(stack: LocalStack) -> dict[str, int]:
+    out = {name: p.pid for name, p in stack.processes.items() if name.startswith("ingest") and p.poll() is None}
+    if stack.broker is not None and stack.broker.process is not None:
+        out["mosquitto"] = stack.broker.process.pid
+    return out
+
+
+def phase_cpu(before: dict[str, float], procs: dict[str, int]) -> str:
+    return " ".join(f"{k}={cpu_s(pid) - before.get(k, 0.0):.2f}s" for k, pid in sorted(procs.items()))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=1500)
+    ap.add_argument("--database", choices=["sqlite", "postgresql"], default="postgresql")
+    args = ap.parse_args()
+    pg = None
+    database_url = ""
+    if args.database == "postgresql":
+        from tests.support.postgres import PostgresServer
+
+        pg = PostgresServer.start(traversable_tmpdir("bench-pg-"))
+        database_url = pg.create_database("bench")
+    base = traversable_tmpdir("bench-ingest-")
+    stack = LocalStack(run_dir=base, database_url=database_url)
+    n = args.frames
+    try:
+        stack.start()
+        password = (stack.broker_config.run_dir / "ingest.secret").read_text().strip()
+        # Phase 0: bare subscriber.
+        bare = subprocess.Popen([sys.executable, "-c", BARE, str(stack.mqtt_port), password, str(n)],
+                                stdout=subprocess.PIPE, text=True)
+        assert bare.stdout is not None and bare.stdout.readline().strip() == "ready"
+        procs = {**pids(stack), "bare": bare.pid}
+        before = {k: cpu_s(p) for k, p in procs.items()}
+        t0, _ = publish(stack, "bench-bare", n)
+        cpu0 = phase_cpu(before, procs)
+        t_last = float(bare.stdout.readline().split()[1])
+        bare.wait(30)
+        rate_bare = n / (t_last - t0)
+        print(f"bare subscriber : {n} frames in {t_last - t0:.2f}s = {rate_bare:.0f}/s; cpu {cpu0}", flush=True)
+        stack.wait_for_frames(0)
+        # Phase 1: one worker.
+        base_frames = stack.stats()["frames"]
+        procs = pids(stack)
+        before = {k: cpu_s(p) for k, p in procs.items()}
+        t0, _ = publish(stack, "bench-one", n)
+        t1 = wait_committed(stack, "bench-one", base_frames + n)
+        rate_one = n / (t1 - t0)
+        print(f"one worker      : {n} frames in {t1 - t0:.2f}s = {rate_one:.0f}/s; cpu {phase_cpu(before, procs)}", flush=True)
+        # Phase 2: two workers.
+        stack.start_ingest_worker(1)
+        base_frames = stack.stats()["frames"]
+        procs = pids(stack)
+        before = {k: cpu_s(p) for k, p in procs.items()}
+        t0, _ = publish(stack, "bench-two", n)
+        t1 = wait_committed(stack, "bench-two", base_frames + n)
+        rate_two = n / (t1 - t0)
+        print(f"two workers     : {n} frames in {t1 - t0:.2f}s = {rate_two:.0f}/s; cpu {phase_cpu(before, procs)}", flush=True)
+        print(f"database={args.database} cores={os.cpu_count()} frames={n}")
+        print(f"RESULT one_worker_vs_bare={rate_one / rate_bare:.2f} two_vs_one={rate_two / rate_one:.2f}")
+    finally:
+        stack.stop()
+        shutil.rmtree(base, ignore_errors=True)
+        if pg is not None:
+            pg.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
