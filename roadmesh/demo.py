@@ -1,21 +1,26 @@
 """`roadmesh demo`: the whole system on its embedded defaults, driven by a simulated fleet.
 
 Starts Mosquitto (generated config), migrates a SQLite database, starts an ingest worker
-and the web server, provisions demo devices, replays their recorded drives through the
-real edge uplink, and serves the map and API until Ctrl-C.
+and the web server; renders a small simulated fleet over the sample world (honest and
+adversarial drivers); provisions each device and replays its recorded drive (MP4 + NMEA)
+through the real edge pipeline (sampling, privacy, signing, outbox, MQTT); then serves the
+map and API until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from roadmesh.cli import CommandError
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLE_DRIVE = REPO / "sample_data" / "drives" / "sample"
+WORLD_ROADS = REPO / "sample_data" / "world" / "roads.geojson"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,48 +30,83 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--port", type=int, default=8000, help="web port (default 8000)")
     parser.add_argument("--mqtt-port", type=int, default=18830, help="broker port (default 18830)")
+    parser.add_argument("--devices", type=int, default=4, help="simulated devices (default 4)")
+    parser.add_argument(
+        "--minutes", type=float, default=1.0, help="minutes each device drives (default 1)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
     parser.add_argument(
         "--no-serve", action="store_true", help="stop after the fleet has been ingested"
     )
     parser.set_defaults(func=run)
 
 
+def world_bbox() -> str:
+    coords = [
+        c
+        for f in json.loads(WORLD_ROADS.read_text())["features"]
+        for c in f["geometry"]["coordinates"]
+    ]
+    lons, lats = [c[0] for c in coords], [c[1] for c in coords]
+    return f"{min(lons):.5f},{min(lats):.5f},{max(lons):.5f},{max(lats):.5f}"
+
+
 def run(args: argparse.Namespace) -> int:
     from ingest.broker import BrokerError
     from roadmesh.stack import LocalStack, StackError
 
+    if args.devices < 1 or args.minutes <= 0:
+        raise CommandError("--devices must be >= 1 and --minutes > 0")
     run_dir = args.run_dir.resolve()
     if run_dir.exists():
         shutil.rmtree(run_dir)
     stack = LocalStack(run_dir=run_dir, mqtt_port=args.mqtt_port, web_port=args.port)
     started = time.monotonic()
     try:
-        step("starting Mosquitto, ingest worker and web server")
+        step("starting Mosquitto, an ingest worker and the web server")
         stack.start()
         step(
             f"broker on 127.0.0.1:{args.mqtt_port}, database {run_dir / 'data' / 'roadmesh.sqlite3'}"
         )
-        drives = [("demo-car-1", SAMPLE_DRIVE)]
-        for device_id, drive in drives:
-            device_dir = stack.provision(device_id, owner="demo-driver")
-            step(f"provisioned {device_id}; replaying {drive.relative_to(REPO)}")
-            result = stack.replay(drive, device_dir)
-            for line in result.stdout.strip().splitlines():
-                step(f"  {device_id}: {line}")
-            if result.returncode != 0:
-                raise CommandError(f"replay of {drive} failed:\n{result.stderr}")
-        stats = stack.wait_for_frames(1, timeout=60)
+        fleet_dir = run_dir / "fleet"
+        # Recent capture times: the server refuses frames from the future or too far back.
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=args.minutes + 10)
+        step(
+            f"rendering a simulated fleet: {args.devices} devices x {args.minutes:g} min (seed {args.seed})"
+        )
+        result = stack.roadmesh(
+            "sim",
+            "fleet",
+            "--devices",
+            str(args.devices),
+            "--minutes",
+            str(args.minutes),
+            "--seed",
+            str(args.seed),
+            "--start",
+            start.isoformat(),
+            "--out",
+            str(fleet_dir),
+            timeout=1800,
+        )
+        for line in result.stdout.strip().splitlines()[-2:]:
+            step(f"  {line}")
+        drive_fleet(stack, fleet_dir)
         time.sleep(1.0)
         stats = stack.stats()
-        bbox = "24.90,60.15,25.00,60.20"
-        url = f"http://127.0.0.1:{args.port}/api/v1/frames?bbox={bbox}"
-        n = len(stack.get_json(f"/api/v1/frames?bbox={bbox}")["features"])
+        bbox = world_bbox()
+        n = len(stack.get_json(f"/api/v1/frames?bbox={bbox}&limit=10000")["features"])
+        rejected = ", ".join(f"{k} {v}" for k, v in sorted(stats["rejected"].items())) or "none"
         step(
-            f"ingested {stats['frames']} frames from {stats['devices']} devices "
-            f"({sum(stats['rejected'].values())} rejected) in {time.monotonic() - started:.1f} s"
+            f"stored {stats['frames']} frames from {stats['devices']} devices, "
+            f"{stats['frames_flagged']} flagged; rejected: {rejected}; "
+            f"{time.monotonic() - started:.0f} s in all"
         )
         print(f"\nMap:    http://127.0.0.1:{args.port}/", flush=True)
-        print(f"Frames: {url}   ({n} frames)", flush=True)
+        print(
+            f"Frames: http://127.0.0.1:{args.port}/api/v1/frames?bbox={bbox}   ({n} frames)",
+            flush=True,
+        )
         print(f"Admin:  http://127.0.0.1:{args.port}/admin/   Logs: {run_dir / 'logs'}", flush=True)
         if args.no_serve:
             return 0
@@ -81,6 +121,25 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         stack.stop()
+
+
+def drive_fleet(stack: Any, fleet_dir: Path) -> None:
+    """Provision every simulated device (a cloned key shares its original's) and replay its drive."""
+    fleet = json.loads((fleet_dir / "fleet.json").read_text())
+    device_dirs: dict[str, Path] = {}
+    for device in fleet["devices"]:
+        device_id = device["device_id"]
+        if device_id not in device_dirs:
+            device_dirs[device_id] = stack.provision(device_id, owner=f"driver-{device_id}")
+        result = stack.replay(
+            fleet_dir / "devices" / device["dir"], device_dirs[device_id], timeout=600
+        )
+        for line in result.stdout.strip().splitlines() or ["(no output)"]:
+            step(f"  {device['dir']} ({device['role']}): {line}")
+        if result.returncode != 0:
+            step(
+                f"  {device['dir']}: replay exited {result.returncode}: {result.stderr.strip()[-500:]}"
+            )
 
 
 def step(message: str) -> None:

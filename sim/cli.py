@@ -67,6 +67,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
             h,
             args.gnss_hz,
             args.light,
+            _parse_start(args.start),
         )
     except ValueError as exc:
         raise _error(str(exc)) from exc
@@ -93,11 +94,7 @@ def cmd_drive(args: argparse.Namespace) -> int:
     if args.light not in CONDITIONS:
         raise _error(f"--light must be one of {', '.join(CONDITIONS)}")
     w, h = _resolution(args.resolution)
-    start = (
-        datetime.fromisoformat(args.start.replace("Z", "+00:00")).astimezone(UTC)
-        if args.start
-        else default_start(args.seed)
-    )
+    start = _parse_start(args.start) or default_start(args.seed)
     spec = DriveSpec(
         args.device_id,
         args.seed,
@@ -156,6 +153,20 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_start(raw: str | None) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise _error(
+            f"--start {raw!r} is not an ISO 8601 time (e.g. 2026-06-01T09:00:00Z)"
+        ) from None
+    if when.tzinfo is None:
+        raise _error(f"--start {raw!r} needs a time zone (end it with Z for UTC)")
+    return when.astimezone(UTC)
+
+
 def _resolution(s: str) -> tuple[int, int]:
     presets = {"720p": (1280, 720), "1080p": (1920, 1080)}
     if s in presets:
@@ -194,6 +205,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "fleet", help="drive N devices at once (honest and adversarial), with ground truth"
     )
     q.add_argument("--devices", type=int, default=10)
+    q.add_argument("--start", help="UTC start of the first frame (ISO 8601), default from the seed")
     q.add_argument("--minutes", type=float, default=5.0)
     q.add_argument("--seed", type=int, default=1)
     q.add_argument("--out", required=True)

@@ -12,7 +12,7 @@ import os
 import queue
 import time
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +105,11 @@ def plan_fleet(
     height: int = 720,
     gnss_hz: float = 1.0,
     light: str = "day",
+    start: datetime | None = None,
 ) -> FleetPlan:
     """Assign roles. adversaries: "auto" (~30 % of devices), "all" (one of each kind),
-    "none", or a comma list of kinds."""
+    "none", or a comma list of kinds. `start`: UTC time of the first device's first frame
+    (default: a fixed time derived from the seed)."""
     rng = np.random.default_rng([seed, 100])
     if adversaries == "none":
         kinds: list[str] = []
@@ -144,7 +146,7 @@ def plan_fleet(
             roles[b] = (kind, f"{'copy' if kind == 'duplicate_farmer' else 'clone'}:{a}")
         else:
             roles[int(slots.pop())] = (kind, "")
-    base = default_start(seed)
+    base = start if start is not None else default_start(seed)
     plan = FleetPlan(seed)
     for i, (role, _detail) in enumerate(roles):
         dev = f"dev{i:02d}" if n <= 100 else f"dev{i:04d}"
