@@ -35,17 +35,27 @@ from tests.ingest.streams import HonestDrive  # noqa: E402
 BARE = r"""
 import sys, time, paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
 port, password, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 got = [0, 0.0]
 def on_message(c, u, m):
     got[0] += 1; got[1] = time.time()
-c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=mqtt.MQTTv5)
+def on_connect(c, u, f, r, p):
+    print(f"connected {r} session_present={f.session_present}", file=sys.stderr, flush=True)
+    if not f.session_present:
+        c.subscribe([("devices/+/frames", 1)])
+c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare-subscriber", protocol=mqtt.MQTTv5)
 c.username_pw_set("svc_ingest", password)
 c.on_message = on_message
-c.on_connect = lambda c, u, f, r, p: c.subscribe([("devices/+/frames", 1)])
-c.connect("127.0.0.1", port); c.loop_start()
-print("ready", flush=True)
-while got[0] < n: time.sleep(0.01)
+c.on_connect = on_connect
+c.on_subscribe = lambda *a: print("ready", flush=True)
+c.on_disconnect = lambda c, u, f, r, p: print(f"disconnected {r}", file=sys.stderr, flush=True)
+props = Properties(PacketTypes.CONNECT); props.SessionExpiryInterval = 600
+c.connect("127.0.0.1", port, clean_start=False, properties=props); c.loop_start()
+last = 0
+while got[0] < n:
+    time.sleep(0.01)
 print(f"done {got[1]:.6f}", flush=True)
 c.disconnect(); c.loop_stop()
 """
@@ -139,9 +149,14 @@ def main() -> int:
         assert bare.stdout is not None and bare.stdout.readline().strip() == "ready"
         procs = {**pids(stack), "bare": bare.pid}
         before = {k: cpu_s(p) for k, p in procs.items()}
-        t0, _ = publish(stack, "bench-bare", n)
+        t0, _ = publish(stack, "bench-dev0", n)
         cpu0 = phase_cpu(before, procs)
-        t_last = float(bare.stdout.readline().split()[1])
+        line = ""
+        while not line.startswith("done"):
+            line = bare.stdout.readline()
+            if not line:
+                raise RuntimeError("the bare subscriber exited early")
+        t_last = float(line.split()[1])
         bare.wait(30)
         rate_bare = n / (t_last - t0)
         print(f"bare subscriber : {n} frames in {t_last - t0:.2f}s = {rate_bare:.0f}/s; cpu {cpu0}", flush=True)
@@ -150,8 +165,8 @@ def main() -> int:
         base_frames = stack.stats()["frames"]
         procs = pids(stack)
         before = {k: cpu_s(p) for k, p in procs.items()}
-        t0, _ = publish(stack, "bench-one", n)
-        t1 = wait_committed(stack, "bench-one", base_frames + n)
+        t0, _ = publish(stack, "bench-dev1", n)
+        t1 = wait_committed(stack, "bench-dev1", base_frames + n)
         rate_one = n / (t1 - t0)
         print(f"one worker      : {n} frames in {t1 - t0:.2f}s = {rate_one:.0f}/s; cpu {phase_cpu(before, procs)}", flush=True)
         # Phase 2: two workers.
@@ -159,8 +174,8 @@ def main() -> int:
         base_frames = stack.stats()["frames"]
         procs = pids(stack)
         before = {k: cpu_s(p) for k, p in procs.items()}
-        t0, _ = publish(stack, "bench-two", n)
-        t1 = wait_committed(stack, "bench-two", base_frames + n)
+        t0, _ = publish(stack, "bench-dev2", n)
+        t1 = wait_committed(stack, "bench-dev2", base_frames + n)
         rate_two = n / (t1 - t0)
         print(f"two workers     : {n} frames in {t1 - t0:.2f}s = {rate_two:.0f}/s; cpu {phase_cpu(before, procs)}", flush=True)
         print(f"database={args.database} cores={os.cpu_count()} frames={n}")
