@@ -160,7 +160,7 @@ def main() -> int:
         bare.wait(30)
         rate_bare = n / (t_last - t0)
         print(f"bare subscriber : {n} frames in {t_last - t0:.2f}s = {rate_bare:.0f}/s; cpu {cpu0}", flush=True)
-        stack.wait_for_frames(0)
+        stack.wait_for_frames(n, timeout=600)  # the workers also consume phase 0: let them finish
         # Phase 1: one worker.
         base_frames = stack.stats()["frames"]
         procs = pids(stack)

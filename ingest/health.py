@@ -18,7 +18,7 @@ HealthProbe = Callable[[], tuple[bool, dict[str, Any]]]
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (wsgiref's name)
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("metrics http: " + format, *args)
 
 

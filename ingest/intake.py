@@ -31,7 +31,14 @@ from django.utils import timezone
 
 import protocol
 from ingest import fraud, metrics
-from ingest.imaging import ImageDecodeError, ImageFacts, hamming, image_facts, phash_bands, to_signed64
+from ingest.imaging import (
+    ImageDecodeError,
+    ImageFacts,
+    hamming,
+    image_facts,
+    phash_bands,
+    to_signed64,
+)
 from ingest.jpeg import JpegError, JpegInfo, parse_header
 from ingest.policy import IntakePolicy
 from ingest.reasons import IntakeReason

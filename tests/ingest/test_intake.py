@@ -9,9 +9,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
-from tests.ingest.streams import frame_jpeg, world_strip
 from ingest.intake import FrameIntake
 from ingest.store import LocalObjectStore
+from tests.ingest.streams import frame_jpeg, world_strip
 from webapp.accounts.models import User
 from webapp.fleet.models import Device, Frame, RejectedMessage
 from webapp.fleet.provisioning import register_device, revoke_device
