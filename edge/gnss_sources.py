@@ -20,6 +20,8 @@ from edge.gnss import Fix, NmeaReader, NmeaStats, Track, parse_nmea
 
 logger = logging.getLogger(__name__)
 
+MAX_LINE_BYTES = 4096  # NMEA sentences are at most 82 characters; gpsd reports a few KB
+
 
 class GnssSource(Protocol):
     track: Track
@@ -72,6 +74,7 @@ class _Threaded:
         self.track = Track([])
         self.stats = NmeaStats()
         self.errors: Counter[str] = Counter()
+        self.online = threading.Event()  # the receiver is open / gpsd is connected
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -91,6 +94,7 @@ class _Threaded:
                 self._run()
                 delay = 1.0
             except (OSError, ValueError) as exc:
+                self.online.clear()
                 self.errors["receiver_lost"] += 1
                 logger.warning("GNSS receiver: %s; retrying in %.0f s", exc, delay)
                 self._stop.wait(delay)
@@ -115,12 +119,22 @@ class SerialNmeaSource(_Threaded):
         except serial.SerialException as exc:
             raise OSError(f"cannot open {self.port}: {exc}") from None
         reader = NmeaReader(self.stats)
+        pending = b""  # readline() hands back a partial line when its timeout expires
         with conn:
+            self.online.set()
+            logger.info("GNSS receiver %s open at %d baud", self.port, self.baud)
             while not self._stop.is_set():
                 try:
-                    line = conn.readline()
+                    pending += conn.readline()
                 except serial.SerialException as exc:
                     raise OSError(f"{self.port}: {exc}") from None
+                if not pending.endswith(b"\n"):
+                    if len(pending) > MAX_LINE_BYTES:  # no line end in sight: noise, not NMEA
+                        self.stats.lines += 1
+                        self.stats.rejected["unparseable"] += 1
+                        pending = b""
+                    continue
+                line, pending = pending, b""
                 for fix in reader.feed(line):
                     if self.track.append(fix):
                         self.stats.fixes += 1
@@ -138,6 +152,8 @@ class GpsdSource(_Threaded):
     def _run(self) -> None:
         with socket.create_connection((self.host, self.port), timeout=10) as sock:
             sock.sendall(b'?WATCH={"enable":true,"json":true};\n')
+            self.online.set()
+            logger.info("connected to gpsd at %s:%d", self.host, self.port)
             buf = b""
             sock.settimeout(5.0)
             while not self._stop.is_set():
@@ -151,6 +167,10 @@ class GpsdSource(_Threaded):
                 *lines, buf = buf.split(b"\n")
                 for line in lines:
                     self.handle(line)
+                if len(buf) > 64 * MAX_LINE_BYTES:  # a report that never ends: drop it
+                    self.stats.lines += 1
+                    self.stats.rejected["unparseable"] += 1
+                    buf = b""
 
     def handle(self, line: bytes) -> None:
         self.stats.lines += 1
