@@ -17,6 +17,7 @@ Evictions are counted in `evicted`.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -41,6 +42,11 @@ CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, seq INTEGER NOT NUL
 """
 # Columns added after the first release; added to older outbox files on open.
 COLUMNS = {"kind": "TEXT NOT NULL DEFAULT 'frame'", "cell": "INTEGER NOT NULL DEFAULT 0"}
+# Counters (telemetry seq) are reserved on disk this many at a time, so a full disk does not
+# stop telemetry (which reports the full disk) until the block is used up.
+COUNTER_BLOCK = 64
+
+logger = logging.getLogger(__name__)
 
 
 class OutboxError(Exception):
@@ -59,6 +65,7 @@ class Outbox:
         self.path = path
         self.max_bytes = max_bytes
         self.evicted: Counter[str] = Counter()
+        self._counters: dict[str, tuple[int, int]] = {}  # name -> (next value, reserved up to)
         self._covered: dict[int, set[int]] = {}  # H3 resolution -> well-covered cells
         self._priority: dict[int, set[int]] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,11 +146,19 @@ class Outbox:
                         self._evict()
                     self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    self._rollback()
                     raise
-            except sqlite3.OperationalError as exc:
+            except sqlite3.DatabaseError as exc:
                 raise OutboxError(f"outbox write failed: {exc}") from exc
         return seq
+
+    def _rollback(self) -> None:
+        """Roll back if a transaction is still open: on SQLITE_FULL SQLite may already have."""
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.DatabaseError as exc:  # the original error is the one to report
+                logger.warning("outbox rollback failed: %s", exc)
 
     def pending(self, limit: int = 100, after_seq: int = 0) -> list[OutboxItem]:
         with self._lock:
@@ -154,14 +169,23 @@ class Outbox:
         return [OutboxItem(int(s), str(t), bytes(p)) for s, t, p in rows]
 
     def ack(self, seq: int) -> None:
+        """Remove an acknowledged message. OutboxError when the disk cannot take the change."""
         with self._lock:
-            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            try:
+                self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            except sqlite3.DatabaseError as exc:
+                self._rollback()
+                raise OutboxError(f"outbox ack of {seq} failed: {exc}") from exc
 
     def refuse(self, seq: int, reason: str) -> None:
         with self._lock:
-            self._db.execute(
-                "UPDATE outbox SET state = 'refused', error = ? WHERE seq = ?", (reason, seq)
-            )
+            try:
+                self._db.execute(
+                    "UPDATE outbox SET state = 'refused', error = ? WHERE seq = ?", (reason, seq)
+                )
+            except sqlite3.DatabaseError as exc:
+                self._rollback()
+                raise OutboxError(f"outbox refusal of {seq} failed: {exc}") from exc
 
     def depth(self) -> tuple[int, int]:
         """(pending messages, pending bytes)."""
@@ -223,20 +247,28 @@ class Outbox:
         return int(n)
 
     def next_counter(self, name: str) -> int:
-        """A durable counter other than frame seqs (e.g. telemetry seq): 1, 2, 3 ..."""
+        """A durable counter other than frame seqs (e.g. telemetry seq): increasing, never
+        repeated across restarts. Values are reserved `COUNTER_BLOCK` at a time, so a restart
+        leaves a gap and a full disk only stops the counter once its block is used up."""
         key = f"counter:{name}"
         with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-                value = int(row[0]) if row else 1
-                self._db.execute(
-                    "INSERT INTO meta (key, value) VALUES (?, ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    (key, value + 1),
-                )
-                self._db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                self._db.execute("ROLLBACK")
-                raise OutboxError(f"outbox write failed: {exc}") from exc
+            value, limit = self._counters.get(name, (0, 0))
+            if value >= limit:
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    row = self._db.execute(
+                        "SELECT value FROM meta WHERE key = ?", (key,)
+                    ).fetchone()
+                    value = int(row[0]) if row else 1
+                    limit = value + COUNTER_BLOCK
+                    self._db.execute(
+                        "INSERT INTO meta (key, value) VALUES (?, ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        (key, limit),
+                    )
+                    self._db.execute("COMMIT")
+                except sqlite3.DatabaseError as exc:
+                    self._rollback()
+                    raise OutboxError(f"outbox write failed: {exc}") from exc
+            self._counters[name] = (value + 1, limit)
         return value

@@ -56,6 +56,10 @@ CONFIG_KEYS = {
 }
 
 
+# Config keys that must be above zero (the others may also be zero, never negative).
+POSITIVE_KEYS = {"sample_distance_m", "max_speed_mps", "max_hdop", "telemetry_interval_s"}
+
+
 def parse_cells(values: Any) -> list[int]:
     if values is None:
         return []
@@ -63,9 +67,14 @@ def parse_cells(values: Any) -> list[int]:
         raise ValueError("cells must be a list of H3 ids")
     out = []
     for v in values:
-        cell = int(v, 16) if isinstance(v, str) else int(v)
-        if not h3i.is_valid_cell(cell):
-            raise ValueError(f"{v!r} is not an H3 cell")
+        try:
+            if isinstance(v, bool) or not isinstance(v, str | int):
+                raise ValueError
+            cell = int(v, 16) if isinstance(v, str) else v
+            if not h3i.is_valid_cell(cell):
+                raise ValueError
+        except (ValueError, TypeError, OverflowError):
+            raise ValueError(f"{v!r} is not an H3 cell") from None
         out.append(cell)
     return out
 
@@ -121,6 +130,25 @@ class EdgeRunner:
         self.stop_event = threading.Event()
         self.cpu = CpuMeter()
         self.errors: Counter[str] = Counter()
+        self._sources: list[Any] = []  # frame and GNSS sources of the current run()
+        self._frame_source: FrameSource | None = None
+
+    def stop(self) -> None:
+        """Ask run() to end (SIGTERM/SIGINT do this): it finishes the trip and returns."""
+        self.stop_event.set()
+        stop = getattr(self._frame_source, "stop", None)
+        if stop is not None:
+            stop()  # a camera waiting out a backoff returns at once
+
+    def all_errors(self) -> Counter[str]:
+        """Every error counter, live: sources, GNSS receiver and NMEA, uplink, pipeline."""
+        total = Counter(self.errors) + self.uplink.errors + self.pipeline.counters.errors
+        for source in self._sources:
+            total += source.errors
+            stats = getattr(source, "stats", None)
+            if stats is not None:
+                total += stats.rejected
+        return total
 
     # -- server config (retained topic), applied without restart ------------------------
     def apply_config(self, config: dict[str, Any]) -> None:
@@ -131,6 +159,10 @@ class EdgeRunner:
             new = self.settings.with_overrides(**changes)
         except SettingsError as exc:
             raise ValueError(str(exc)) from None
+        for key in changes:
+            value = getattr(new, key)
+            if value < 0 or (key in POSITIVE_KEYS and value == 0):
+                raise ValueError(f"config {key}={value!r} is out of range")
         self.settings = new
         self.pipeline.apply(new)
         self.uplink.bucket.rate = new.bandwidth_bytes_per_s
@@ -154,9 +186,8 @@ class EdgeRunner:
             self.uplink._wake.clear()
 
     def send_telemetry(self) -> None:
-        errors = Counter(self.errors) + self.uplink.errors + self.pipeline.counters.errors
         data = snapshot(
-            self.pipeline.counters, self.outbox, dict(errors), self.cpu, self.device_dir
+            self.pipeline.counters, self.outbox, dict(self.all_errors()), self.cpu, self.device_dir
         )
         try:
             seq = self.outbox.next_counter("telemetry")
@@ -174,8 +205,11 @@ class EdgeRunner:
         status_every_s: float = 1.0,
         max_fix_wait_s: float = 1.5,
     ) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stop_event.set())
+        self._sources = [s for s in (frames, gnss) if s is not None]
+        self._frame_source = frames
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self.stop())
         gnss.start()
         self.uplink.start()
         pump = threading.Thread(target=self._uplink_loop, name="uplink", daemon=True)
@@ -206,10 +240,6 @@ class EdgeRunner:
                     )
         finally:
             self.pipeline.finish()
-            if frames is not None:
-                self.errors.update(frames.errors)
-            self.errors.update(gnss.errors)
-            self.errors.update(gnss.stats.rejected)
             self.stop_event.set()
             pump.join(timeout=5)
             self.send_telemetry()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import time
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -36,19 +36,49 @@ class FrameSource(Protocol):
     def frames(self) -> Iterator[Captured]: ...
 
 
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+class Capture(Protocol):
+    """What CameraSource needs of cv2.VideoCapture (the seam for tests)."""
+
+    def read(self) -> tuple[bool, Any]: ...
+    def release(self) -> None: ...
+
+
 class CameraSource:
-    """A USB camera: `device` is a V4L2 index ("0") or a path ("/dev/video2")."""
+    """A USB camera: `device` is a V4L2 index ("0") or a path ("/dev/video2").
+
+    A camera that cannot be opened, or stops delivering frames, is counted
+    (`camera_unavailable`, `camera_disconnected`), logged and reopened with exponential
+    backoff (`min_retry_s` doubling up to `max_retry_s`; reset once frames flow again).
+    `stop()` ends `frames()` promptly, even in the middle of a backoff wait.
+    """
 
     def __init__(
-        self, device: str, width: int, height: int, fps: float, max_retry_s: float = 30.0
+        self,
+        device: str,
+        width: int,
+        height: int,
+        fps: float,
+        max_retry_s: float = 30.0,
+        min_retry_s: float = 1.0,
     ) -> None:
         self.device: int | str = int(device) if device.isdigit() else device
         self.width, self.height, self.fps = width, height, fps
-        self.max_retry_s = max_retry_s
+        self.min_retry_s, self.max_retry_s = min_retry_s, max_retry_s
         self.errors: Counter[str] = Counter()
-        self.stopped = False
+        self._stop = threading.Event()
 
-    def _open(self) -> cv2.VideoCapture | None:
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _open(self) -> Capture | None:
         cap = (
             cv2.VideoCapture(self.device, cv2.CAP_V4L2)
             if isinstance(self.device, int)
@@ -63,28 +93,43 @@ class CameraSource:
         return cap
 
     def frames(self) -> Iterator[Captured]:
-        delay = 1.0
+        delay = self.min_retry_s
         while not self.stopped:
-            cap = self._open()
+            try:
+                cap = self._open()
+            except cv2.error as exc:
+                logger.debug("camera %s: %s", self.device, exc)
+                cap = None
             if cap is None:
                 self.errors["camera_unavailable"] += 1
-                logger.error("camera %s cannot be opened; retrying in %.0f s", self.device, delay)
-                time.sleep(delay)
+                logger.error("camera %s cannot be opened; retrying in %.1f s", self.device, delay)
+                self._stop.wait(delay)
                 delay = min(delay * 2, self.max_retry_s)
                 continue
-            delay = 1.0
             logger.info("camera %s open", self.device)
+            delivered = 0
             try:
                 while not self.stopped:
                     ok, image = cap.read()
                     now = datetime.now(UTC)  # capture time: when the driver handed us the frame
                     if not ok or image is None:
-                        self.errors["camera_disconnected"] += 1
-                        logger.error("camera %s stopped delivering frames; reopening", self.device)
                         break
+                    delivered += 1
                     yield Captured(image, now)
             finally:
                 cap.release()
+            if self.stopped:
+                return
+            # A camera that opens but gives nothing backs off like one that does not open.
+            delay = self.min_retry_s if delivered else min(delay * 2, self.max_retry_s)
+            self.errors["camera_disconnected"] += 1
+            logger.error(
+                "camera %s stopped delivering frames after %d; reopening in %.1f s",
+                self.device,
+                delivered,
+                delay,
+            )
+            self._stop.wait(delay)
 
 
 class VideoFileSource:

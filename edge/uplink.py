@@ -27,7 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 import protocol
 from edge.identity import DeviceIdentity
-from edge.outbox import Outbox
+from edge.outbox import Outbox, OutboxError
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,8 @@ class MqttUplink:
         self._in_flight: dict[int, int | None] = {}  # mid -> outbox seq (None: a status message)
         self._early_acks: dict[int, Any] = {}  # mid -> reason, for PUBACKs seen before registration
         self._sent: set[int] = set()  # seqs handed to paho in this process
+        # seq -> PUBACK reason the outbox could not record (disk full): not re-sent, retried
+        self._unsaved: dict[int, Any] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self.connected = threading.Event()
@@ -231,14 +233,36 @@ class MqttUplink:
             elif seq is not None:
                 self._settle(seq, early)
 
-    def _settle(self, seq: int, reason: Any) -> None:
+    def _settle(self, seq: int, reason: Any) -> bool:
+        """Record a PUBACK in the outbox (under self._lock). When the disk cannot take the
+        change the message stays marked as sent, so it is not published again, and the
+        write is retried by pump(). False if it could not be recorded."""
+        try:
+            if reason.is_failure:
+                logger.error("broker refused message %d: %s", seq, reason)
+                self.outbox.refuse(seq, str(reason))
+            else:
+                self.outbox.ack(seq)
+                self.acked += 1
+        except OutboxError as exc:
+            if not self._unsaved:
+                logger.error("cannot record the broker's PUBACK (disk full?): %s", exc)
+            if seq not in self._unsaved:
+                self.errors["outbox_write"] += 1
+            self._unsaved[seq] = reason
+            self._sent.add(seq)
+            return False
         self._sent.discard(seq)
-        if reason.is_failure:
-            logger.error("broker refused message %d: %s", seq, reason)
-            self.outbox.refuse(seq, str(reason))
-        else:
-            self.outbox.ack(seq)
-            self.acked += 1
+        self._unsaved.pop(seq, None)
+        return True
+
+    def _retry_unsaved(self) -> None:
+        with self._lock:
+            waiting = len(self._unsaved)
+            for seq, reason in list(self._unsaved.items()):
+                if not self._settle(seq, reason):
+                    return
+        logger.info("recorded %d delayed PUBACKs in the outbox", waiting)
 
     def start(self) -> None:
         m = self.identity.mqtt
@@ -247,6 +271,8 @@ class MqttUplink:
 
     def pump(self) -> int:
         """Hand pending outbox messages to paho, up to the in-flight window. Returns how many."""
+        if self._unsaved:
+            self._retry_unsaved()
         if not self.connected.is_set():
             return 0
         with self._lock:

@@ -102,7 +102,10 @@ def write_drive(
     out.mkdir(parents=True, exist_ok=True)
     n = int(duration_s * fps)
     writer = cv2.VideoWriter(
-        str(out / "video.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height)
+        str(out / "video.mp4"),
+        cv2.VideoWriter_fourcc(*"mp4v"),
+        fps,
+        (width, height),  # type: ignore[attr-defined]
     )
     assert writer.isOpened(), "OpenCV cannot write mp4v here"
     base = scene(width, height)
