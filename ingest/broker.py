@@ -8,17 +8,21 @@ and the tests use. Device passwords are stored in Mosquitto's own PBKDF2-SHA512 
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import logging
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +79,11 @@ def acl_text() -> str:
     )
 
 
+def is_service_user(username: str) -> bool:
+    """Server-side logins (svc_ingest ...) contain "_"; device ids never do."""
+    return "_" in username
+
+
 def password_file_text(users: Mapping[str, str]) -> str:
     """`users` maps username -> $7$ hash."""
     return "".join(f"{name}:{users[name]}\n" for name in sorted(users))
@@ -99,6 +108,11 @@ class BrokerConfig:
     @property
     def passwd_path(self) -> Path:
         return self.run_dir / "passwd"
+
+    @property
+    def held_passwd_path(self) -> Path:
+        """While devices are held off: the full password file, put back when the hold ends."""
+        return self.run_dir / "passwd.held"
 
     @property
     def acl_path(self) -> Path:
@@ -129,6 +143,7 @@ class BrokerConfig:
             "log_type warning",
             "log_type notice",
             "log_type information",
+            "log_type subscribe",  # the device hold watches for the ingest workers' SUBSCRIBE
             "connection_messages true",
             f"max_packet_size {MAX_PACKET_BYTES}",
             "max_inflight_messages 100",
@@ -184,9 +199,24 @@ def write_config(config: BrokerConfig, users: Mapping[str, str]) -> None:
     )
 
 
+@contextmanager
+def _passwd_lock(config: BrokerConfig) -> Iterator[None]:
+    """Serialises password-file writers (`broker sync`, device provisioning) and the hold's release."""
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(config.run_dir / ".passwd.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def write_password_file(config: BrokerConfig, users: Mapping[str, str]) -> None:
-    write_private(config.passwd_path, password_file_text(users))
-    _chown_for_broker(config, [config.passwd_path])
+    """Write the logins; while devices are held off they go to the held file, applied on release."""
+    with _passwd_lock(config):
+        target = config.held_passwd_path if config.held_passwd_path.exists() else config.passwd_path
+        write_private(target, password_file_text(users))
+        _chown_for_broker(config, [target])
 
 
 def write_private(path: Path, text: str) -> None:
@@ -227,12 +257,37 @@ def wait_for_port(host: str, port: int, timeout_s: float) -> bool:
     return False
 
 
-class Broker:
-    """A Mosquitto process owned by this Python process."""
+# A SUBSCRIBE as Mosquitto logs it with `log_type subscribe`: "<time>: <client id> <qos> <filter>".
+_SUBSCRIBE_LINE = re.compile(r"^(?:\d+: )?(?P<client>\S+) (?P<qos>\d+) (?P<filter>\S+)$")
+_FRAMES_FILTER = re.compile(r"^(?:\$share/[^/]+/)?devices/\+/frames$")
 
-    def __init__(self, config: BrokerConfig) -> None:
+
+@dataclass(frozen=True)
+class DeviceHold:
+    """Start the broker with only service logins until ingest workers consume the frames.
+
+    Mosquitto 2.0 restores a persistent session's queued messages after a restart but not
+    its shared subscription; until a worker subscribes again, frames a device publishes are
+    PUBACKed and delivered to nobody. Held off, devices are refused at login, retry with
+    backoff and keep their frames in their outbox. The hold ends when `members` distinct
+    client ids subscribed to `devices/+/frames` (shared or plain), or after `timeout_s`
+    (with a warning: devices are then let in without a consumer).
+    """
+
+    timeout_s: float = 300.0
+    members: int = 1
+
+
+class Broker:
+    """A Mosquitto process owned by this Python process (optionally holding devices off at start)."""
+
+    def __init__(self, config: BrokerConfig, hold: DeviceHold | None = None) -> None:
         self.config = config
+        self.hold = hold
         self.process: subprocess.Popen[bytes] | None = None
+        self.released = threading.Event()
+        self.released.set()
+        self._watcher: threading.Thread | None = None
 
     @property
     def pid_path(self) -> Path:
@@ -241,6 +296,12 @@ class Broker:
     def start(self, timeout_s: float = 10.0) -> None:
         if self.process is not None and self.process.poll() is None:
             return
+        log_offset = self.config.log_path.stat().st_size if self.config.log_path.exists() else 0
+        if self.hold is not None and self.hold.timeout_s > 0:
+            self._hold_devices()
+        elif self.config.held_passwd_path.exists():  # a hold left by a crash: let devices in
+            with _passwd_lock(self.config):
+                os.replace(self.config.held_passwd_path, self.config.passwd_path)
         stderr_path = self.config.run_dir / "mosquitto.stderr"
         with open(stderr_path, "ab") as stderr:
             self.process = subprocess.Popen(
@@ -256,7 +317,82 @@ class Broker:
             )
         self.pid_path.write_text(f"{self.process.pid}\n")
         logger.info("mosquitto listening on %s:%d", self.config.host, self.config.port)
+        if not self.released.is_set():
+            self._watcher = threading.Thread(
+                target=self._watch_subscriptions, args=(self.process, log_offset), daemon=True
+            )
+            self._watcher.start()
 
+    # -- the device hold ------------------------------------------------------------------
+    def _hold_devices(self) -> None:
+        """Keep the full password file aside and leave only the service logins in force."""
+        assert self.hold is not None
+        config = self.config
+        with _passwd_lock(config):
+            if not config.held_passwd_path.exists():  # else: a hold that never ended (crash); keep it
+                full = config.passwd_path.read_text() if config.passwd_path.exists() else ""
+                write_private(config.held_passwd_path, full)
+            full = config.held_passwd_path.read_text()
+            service = [ln for ln in full.splitlines() if is_service_user(ln.split(":", 1)[0])]
+            write_private(config.passwd_path, "".join(f"{ln}\n" for ln in service))
+            _chown_for_broker(config, [config.passwd_path, config.held_passwd_path])
+        self.released.clear()
+        logger.info(
+            "devices held off until %d ingest worker(s) subscribe to devices/+/frames (at most %.0f s)",
+            self.hold.members,
+            self.hold.timeout_s,
+        )
+
+    def release_devices(self, why: str) -> None:
+        """Put the full password file back and make the broker re-read it (SIGHUP)."""
+        with _passwd_lock(self.config):
+            if self.config.held_passwd_path.exists():
+                os.replace(self.config.held_passwd_path, self.config.passwd_path)
+            if self.process is not None and self.process.poll() is None:
+                self.process.send_signal(signal.SIGHUP)
+        if not self.released.is_set():
+            self.released.set()
+            logger.info("devices let in: %s", why)
+
+    def _watch_subscriptions(self, process: subprocess.Popen[bytes], offset: int) -> None:
+        assert self.hold is not None
+        started = time.monotonic()
+        deadline = started + self.hold.timeout_s
+        members: set[str] = set()
+        pending = ""
+        while process.poll() is None and self.process is process:
+            try:
+                with open(self.config.log_path, "rb") as fh:
+                    fh.seek(offset)
+                    chunk = fh.read()
+            except OSError:
+                chunk = b""
+            offset += len(chunk)
+            pending += chunk.decode(errors="replace")
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                m = _SUBSCRIBE_LINE.match(line.strip())
+                if m and int(m["qos"]) < 0x80 and _FRAMES_FILTER.match(m["filter"]):
+                    members.add(m["client"])
+            if len(members) >= self.hold.members:
+                self.release_devices(
+                    f"{', '.join(sorted(members))} subscribed to the frames after {time.monotonic() - started:.1f} s"
+                )
+                return
+            if time.monotonic() >= deadline:
+                logger.warning(
+                    "no ingest worker subscribed within %.0f s; letting devices in anyway: frames they "
+                    "publish before a worker subscribes are acknowledged and lost",
+                    self.hold.timeout_s,
+                )
+                self.release_devices("hold timed out")
+                return
+            time.sleep(0.05)
+
+    def wait_released(self, timeout_s: float) -> bool:
+        return self.released.wait(timeout_s)
+
+    # -- process --------------------------------------------------------------------------
     def reload(self) -> None:
         """Re-read the password file and ACL (SIGHUP)."""
         if self.process is None or self.process.poll() is not None:
@@ -276,6 +412,8 @@ class Broker:
                 self.process.wait()
         self.process = None
         self.pid_path.unlink(missing_ok=True)
+        if not self.released.is_set():  # stopped while holding: leave the full logins in place
+            self.release_devices("the broker stopped")
 
     def kill(self) -> None:
         """SIGKILL: no final save, as in a crash or power loss."""

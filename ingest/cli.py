@@ -36,6 +36,20 @@ def register(sub: argparse._SubParsersAction) -> None:
             help="broker files (default .run/broker)",
         )
         p.add_argument("--port", type=int, default=1883)
+        if name == "run":
+            p.add_argument(
+                "--hold-s",
+                type=float,
+                default=None,
+                help="hold devices off at start until an ingest worker subscribed, at most this long"
+                " (default ROADMESH_BROKER_HOLD_S or 300; 0: no hold)",
+            )
+            p.add_argument(
+                "--hold-members",
+                type=int,
+                default=None,
+                help="ingest workers (client ids) to wait for (default ROADMESH_BROKER_HOLD_MEMBERS or 1)",
+            )
         p.set_defaults(func=func)
 
 
@@ -91,14 +105,33 @@ def _broker_sync(args: argparse.Namespace) -> int:
 
 
 def _broker_run(args: argparse.Namespace) -> int:
-    from ingest.broker import Broker
+    from ingest.broker import Broker, DeviceHold
+    from webapp.config import env_int
 
-    broker = Broker(_config(args))
+    hold_s = args.hold_s if args.hold_s is not None else env_int("BROKER_HOLD_S", 300, minimum=0, maximum=86400)
+    members = (
+        args.hold_members
+        if args.hold_members is not None
+        else env_int("BROKER_HOLD_MEMBERS", 1, minimum=1, maximum=1000)
+    )
+    hold = DeviceHold(timeout_s=hold_s, members=members) if hold_s > 0 else None
+    broker = Broker(_config(args), hold)
     broker.start()
     print(f"mosquitto running on 127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
+    if hold is not None:
+        print(
+            f"devices held off until {members} ingest worker(s) subscribe to devices/+/frames"
+            f" (at most {hold_s:.0f} s)",
+            flush=True,
+        )
+    announced = hold is None
     try:
         while broker.running:
-            time.sleep(1)
+            if not announced and broker.released.wait(1):
+                print("devices let in", flush=True)
+                announced = True
+            elif announced:
+                time.sleep(1)
     finally:
         broker.stop()
     return 0

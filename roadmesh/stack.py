@@ -22,6 +22,7 @@ from ingest.broker import (
     Broker,
     BrokerConfig,
     BrokerError,
+    DeviceHold,
     check_traversable,
     free_port,
     wait_for_port,
@@ -49,6 +50,9 @@ class LocalStack:
     database_url: str = ""  # empty: SQLite under run_dir/data
     mqtt_port: int = field(default_factory=free_port)
     web_port: int = field(default_factory=free_port)
+    # Devices are held off at every broker (re)start until an ingest worker subscribed
+    # (ingest.broker.DeviceHold); 0 turns the hold off.
+    hold_s: float = 60.0
     broker: Broker | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -127,8 +131,14 @@ class LocalStack:
         )
 
     def start_broker(self) -> None:
-        self.broker = Broker(self.broker_config)
+        hold = DeviceHold(timeout_s=self.hold_s) if self.hold_s > 0 else None
+        self.broker = Broker(self.broker_config, hold)
         self.broker.start()
+
+    def wait_devices_let_in(self, timeout: float = 60) -> None:
+        """Wait until the broker's device hold ended (an ingest worker subscribed)."""
+        if self.broker is not None:
+            self.wait_for(self.broker.released.is_set, timeout, "the broker to let devices in")
 
     def start_ingest(self, index: int = 0) -> subprocess.Popen[bytes]:
         name = f"ingest-{index}"
@@ -162,7 +172,11 @@ class LocalStack:
             proc.wait()
 
     def restart_broker(self, down_s: float = 1.0) -> None:
-        """Stop Mosquitto (it saves its persistence file), wait, start it again on the same port."""
+        """Stop Mosquitto (it saves its persistence file), wait, start it again on the same port.
+
+        With the hold on (the default), devices are refused until an ingest worker has
+        subscribed again; they retry with backoff and keep their frames in their outbox.
+        """
         if self.broker is None:
             raise StackError("the broker is not running")
         self.broker.stop()
@@ -180,6 +194,7 @@ class LocalStack:
         self.start_ingest()
         self.start_web()
         self.wait_for(lambda: "consuming" in self.log("ingest-0"), 30, "ingest worker to subscribe")
+        self.wait_devices_let_in(30)
 
     def stop_process(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
         proc = self.processes.pop(name, None)

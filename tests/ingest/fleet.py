@@ -79,6 +79,9 @@ class Fleet:
     def drain(self, timeout_s: float = 90) -> None:
         deadline = time.monotonic() + timeout_s
         for d in self.devices:
+            # A device refused while the broker held devices off retries with backoff: wait for it.
+            while d.uplink.refused_login is not None and time.monotonic() < deadline:
+                d.uplink.connected.wait(0.2)
             left = max(1.0, deadline - time.monotonic())
             assert d.uplink.drain(left), f"{d.device_id}: outbox not empty after {timeout_s}s: {d.outbox.depth()}"
             assert not d.outbox.refused(), d.outbox.refused()
