@@ -1,8 +1,9 @@
 """Ingest throughput: publish -> committed row, one and two workers, beside a bare paho subscriber.
 
-    python bench/ingest.py [--frames 1500] [--database sqlite|postgresql]
+    python bench/ingest.py [--frames 1500] [--database sqlite|postgresql] [--size 1280x720] [--quality 70]
 
-Same broker, same run, same frames (synthetic 480x270 JPEGs, ~55 KB, signed). Phase 0: a
+Same broker, same run, same kind of frames (synthetic 1280x720 dashcam-sized JPEGs, about
+240 KB at quality 70, signed; the sample drive's rendered 720p frames are about 105 KB). Phase 0: a
 bare paho subscriber (separate process, plain subscription, auto ack) receives the stream;
 phase 1: one `roadmesh ingest run`; phase 2: two workers on the shared subscription. Rates
 are frames / (first publish -> last frame received or committed). Prints each process's
@@ -69,12 +70,15 @@ def cpu_s(pid: int) -> float:
         return 0.0
 
 
-def publish(stack: LocalStack, device_id: str, frames: int) -> tuple[float, float]:
+def publish(stack: LocalStack, device_id: str, frames: int, size: tuple[int, int], quality: int) -> tuple[float, float]:
     """Provision, pre-sign `frames` frames, publish them QoS 1; returns (first publish, all PUBACKed)."""
     device_dir = stack.provision(device_id)
     identity, key = DeviceIdentity.load(device_dir), load_key(device_dir)
-    drive = HonestDrive(device_id, key, seed=abs(hash(device_id)) % 10_000)
+    seed = sum(device_id.encode()) % 10_000
+    drive = HonestDrive(device_id, key, seed=seed, width=size[0], height=size[1], quality=quality)
     payloads = [drive.payload(s) for s in range(1, frames + 1)]
+    print(f"{device_id}: {frames} frames of {size[0]}x{size[1]}, mean payload"
+          f" {sum(map(len, payloads)) / len(payloads) / 1000:.0f} KB", flush=True)
     topic = protocol.topic_for(device_id, protocol.Channel.FRAMES)
     acked = threading.Semaphore(0)
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5)
@@ -129,7 +133,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=1500)
     ap.add_argument("--database", choices=["sqlite", "postgresql"], default="postgresql")
+    ap.add_argument("--size", default="1280x720", help="frame size WxH (default 1280x720, 720p)")
+    ap.add_argument("--quality", type=int, default=70, help="JPEG quality (default 70: about 240 KB at 720p)")
     args = ap.parse_args()
+    size = (int(args.size.split("x")[0]), int(args.size.split("x")[1]))
     pg = None
     database_url = ""
     if args.database == "postgresql":
@@ -149,7 +156,7 @@ def main() -> int:
         assert bare.stdout is not None and bare.stdout.readline().strip() == "ready"
         procs = {**pids(stack), "bare": bare.pid}
         before = {k: cpu_s(p) for k, p in procs.items()}
-        t0, _ = publish(stack, "bench-dev0", n)
+        t0, _ = publish(stack, "bench-dev0", n, size, args.quality)
         cpu0 = phase_cpu(before, procs)
         line = ""
         while not line.startswith("done"):
@@ -165,7 +172,7 @@ def main() -> int:
         base_frames = stack.stats()["frames"]
         procs = pids(stack)
         before = {k: cpu_s(p) for k, p in procs.items()}
-        t0, _ = publish(stack, "bench-dev1", n)
+        t0, _ = publish(stack, "bench-dev1", n, size, args.quality)
         t1 = wait_committed(stack, "bench-dev1", base_frames + n)
         rate_one = n / (t1 - t0)
         print(f"one worker      : {n} frames in {t1 - t0:.2f}s = {rate_one:.0f}/s; cpu {phase_cpu(before, procs)}", flush=True)
@@ -174,11 +181,11 @@ def main() -> int:
         base_frames = stack.stats()["frames"]
         procs = pids(stack)
         before = {k: cpu_s(p) for k, p in procs.items()}
-        t0, _ = publish(stack, "bench-dev2", n)
+        t0, _ = publish(stack, "bench-dev2", n, size, args.quality)
         t1 = wait_committed(stack, "bench-dev2", base_frames + n)
         rate_two = n / (t1 - t0)
         print(f"two workers     : {n} frames in {t1 - t0:.2f}s = {rate_two:.0f}/s; cpu {phase_cpu(before, procs)}", flush=True)
-        print(f"database={args.database} cores={os.cpu_count()} frames={n}")
+        print(f"database={args.database} cores={os.cpu_count()} frames={n} size={args.size} quality={args.quality}")
         print(f"RESULT one_worker_vs_bare={rate_one / rate_bare:.2f} two_vs_one={rate_two / rate_one:.2f}")
     finally:
         stack.stop()

@@ -21,7 +21,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 import h3
@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 Status = Literal["stored", "duplicate", "rejected", "ignored"]
 RECENT_FRAMES = 24  # the device's frames before this one that the door checks look at
 NEAR_DUPLICATE_CANDIDATES = 200
+SameImage = tuple[int, str, int]  # (frame id, device id, seq) of a stored frame with the same SHA-256
+Candidate = tuple[int, int, datetime, int | None, str]  # (frame id, device pk, captured_at, phash, device id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +190,11 @@ class FrameIntake:
             return self._reject(p.topic, p.payload, rej)
 
     def _registered_device(self, device_id: str) -> Device:
-        device = Device.objects.filter(device_id=device_id).first()
+        return self.check_device(Device.objects.filter(device_id=device_id).first(), device_id)
+
+    @staticmethod
+    def check_device(device: Device | None, device_id: str) -> Device:
+        """The registered, active device, or a Rejection."""
         if device is None:
             raise Rejection(IntakeReason.UNREGISTERED_DEVICE, f"no device {device_id!r} is registered", device_id)
         if device.status != Device.Status.ACTIVE:
@@ -222,50 +228,10 @@ class FrameIntake:
         if key != sha:  # the protocol already checked this; a mismatch here is a store bug
             raise RuntimeError(f"store returned key {key} for image {sha}")
         flags = self.door_checks(device, frame, sha, p.facts)
-        score = fraud.fraud_score(flags)
-        flagged = score >= self.policy.fraud.flag_score
-        pos = frame.position
-        r12, r9, r7 = h3_cells(pos.lat, pos.lon)
-        b0, b1, b2, b3 = phash_bands(p.facts.phash)
         try:
             with transaction.atomic():
-                row = Frame.objects.create(
-                    device=device,
-                    seq=frame.seq,
-                    captured_at=frame.captured_at,
-                    lat=pos.lat,
-                    lon=pos.lon,
-                    alt_m=pos.alt_m,
-                    heading_deg=pos.heading_deg,
-                    speed_mps=pos.speed_mps,
-                    fix_type=int(pos.fix),
-                    satellites=pos.satellites,
-                    hdop=pos.hdop,
-                    camera_id=frame.camera_id,
-                    intrinsics_ref=frame.intrinsics_ref,
-                    h3_r12=r12,
-                    h3_r9=r9,
-                    h3_r7=r7,
-                    image_sha256=sha,
-                    image_bytes=len(frame.jpeg),
-                    image_width=p.jpeg.width,
-                    image_height=p.jpeg.height,
-                    quality_sharpness=frame.quality.sharpness,
-                    quality_exposure=frame.quality.exposure,
-                    quality_obstruction=frame.quality.obstruction,
-                    server_sharpness=p.facts.sharpness,
-                    server_brightness=p.facts.brightness,
-                    phash=to_signed64(p.facts.phash),
-                    phash_b0=b0,
-                    phash_b1=b1,
-                    phash_b2=b2,
-                    phash_b3=b3,
-                    faces_blurred=frame.privacy.faces,
-                    plates_blurred=frame.privacy.plates,
-                    state=Frame.State.FLAGGED if flagged else Frame.State.ACCEPTED,
-                    flags=[f.as_json() for f in flags],
-                    fraud_score=score,
-                )
+                row = self.frame_row(device, frame, p, flags)
+                row.save(force_insert=True)
                 VisionJob.objects.create(frame=row)
             self._seen.setdefault(device.pk, None)
         except IntegrityError:
@@ -274,20 +240,56 @@ class FrameIntake:
             if existing is None:
                 raise
             return self._duplicate_or_replay(device, frame, existing)
-        return Outcome(
-            "stored",
-            frame_id=row.pk,
-            detail=",".join(f.check for f in flags),
-            flagged=flagged,
-            checks=tuple(f.check for f in flags),
-            lag_s=time.time() - frame.captured_at_us / 1e6,
+        return stored_outcome(row.pk, frame, flags, row.state == Frame.State.FLAGGED)
+
+    def frame_row(self, device: Device, frame: protocol.Frame, p: Prepared, flags: list[fraud.Flag]) -> Frame:
+        """The unsaved Frame row of a frame that passed the checks, with its flags and state."""
+        assert p.facts is not None and p.jpeg is not None
+        score = fraud.fraud_score(flags)
+        flagged = score >= self.policy.fraud.flag_score
+        pos = frame.position
+        r12, r9, r7 = h3_cells(pos.lat, pos.lon)
+        b0, b1, b2, b3 = phash_bands(p.facts.phash)
+        return Frame(
+            device=device,
+            seq=frame.seq,
+            captured_at=frame.captured_at,
+            lat=pos.lat,
+            lon=pos.lon,
+            alt_m=pos.alt_m,
+            heading_deg=pos.heading_deg,
+            speed_mps=pos.speed_mps,
+            fix_type=int(pos.fix),
+            satellites=pos.satellites,
+            hdop=pos.hdop,
+            camera_id=frame.camera_id,
+            intrinsics_ref=frame.intrinsics_ref,
+            h3_r12=r12,
+            h3_r9=r9,
+            h3_r7=r7,
+            image_sha256=frame.image_sha256.hex(),
+            image_bytes=len(frame.jpeg),
+            image_width=p.jpeg.width,
+            image_height=p.jpeg.height,
+            quality_sharpness=frame.quality.sharpness,
+            quality_exposure=frame.quality.exposure,
+            quality_obstruction=frame.quality.obstruction,
+            server_sharpness=p.facts.sharpness,
+            server_brightness=p.facts.brightness,
+            phash=to_signed64(p.facts.phash),
+            phash_b0=b0,
+            phash_b1=b1,
+            phash_b2=b2,
+            phash_b3=b3,
+            faces_blurred=frame.privacy.faces,
+            plates_blurred=frame.privacy.plates,
+            state=Frame.State.FLAGGED if flagged else Frame.State.ACCEPTED,
+            flags=[f.as_json() for f in flags],
+            fraud_score=score,
         )
 
     def door_checks(self, device: Device, frame: protocol.Frame, sha: str, facts: ImageFacts) -> list[fraud.Flag]:
         """Frame-level fraud checks against what is already stored (see ingest.fraud)."""
-        pol = self.policy.fraud
-        t = frame.captured_at_us / 1e6
-        point = fraud.TrackPoint(None, frame.seq, t, frame.position.lat, frame.position.lon)
         rows = (
             Frame.objects.filter(device=device, captured_at__lte=frame.captured_at)
             .exclude(seq=frame.seq)
@@ -295,32 +297,40 @@ class FrameIntake:
             .values_list("id", "seq", "captured_at", "lat", "lon")[:RECENT_FRAMES]
         )
         earlier = [fraud.TrackPoint(i, s, c.timestamp(), la, lo) for i, s, c, la, lo in reversed(rows)]
-        flags = fraud.check_motion(point, earlier, pol)
-        if not flags:
-            flags += fraud.check_acceleration([*earlier[-2:], point], pol)
-        flags += fraud.check_stationary(point, earlier, pol)
-        flags += fraud.check_quality(facts.sharpness, facts.brightness, pol)
-        flags += self._duplicate_checks(device, frame, sha, facts)
-        return flags
-
-    def _duplicate_checks(
-        self, device: Device, frame: protocol.Frame, sha: str, facts: ImageFacts
-    ) -> list[fraud.Flag]:
-        pol = self.policy.fraud
         same = (
             Frame.objects.filter(image_sha256=sha)
             .exclude(device=device, seq=frame.seq)
             .values_list("id", "device__device_id", "seq")
             .first()
         )
-        if same is not None:
-            evidence = {"other_frame": same[0], "other_device": same[1], "other_seq": same[2]}
-            return [fraud.Flag(fraud.Check.DUPLICATE_IMAGE, 1.0, "this exact image was already submitted", evidence)]
         b0, b1, b2, b3 = phash_bands(facts.phash)
-        candidates = (
+        candidates = list(
             Frame.objects.filter(Q(phash_b0=b0) | Q(phash_b1=b1) | Q(phash_b2=b2) | Q(phash_b3=b3))
             .values_list("id", "device_id", "captured_at", "phash", "device__device_id")[:NEAR_DUPLICATE_CANDIDATES]
         )
+        return self.door_flags(device, frame, facts, earlier, same, candidates)
+
+    def door_flags(
+        self,
+        device: Device,
+        frame: protocol.Frame,
+        facts: ImageFacts,
+        earlier: list[fraud.TrackPoint],
+        same: SameImage | None,
+        candidates: list[Candidate],
+    ) -> list[fraud.Flag]:
+        """The door's flags from what was looked up: the device's recent track (oldest first),
+        a stored frame with the same SHA-256, and the frames sharing a pHash band."""
+        pol = self.policy.fraud
+        point = fraud.TrackPoint(None, frame.seq, frame.captured_at_us / 1e6, frame.position.lat, frame.position.lon)
+        flags = fraud.check_motion(point, earlier, pol)
+        if not flags:
+            flags += fraud.check_acceleration([*earlier[-2:], point], pol)
+        flags += fraud.check_stationary(point, earlier, pol)
+        flags += fraud.check_quality(facts.sharpness, facts.brightness, pol)
+        if same is not None:
+            evidence = {"other_frame": same[0], "other_device": same[1], "other_seq": same[2]}
+            return [*flags, fraud.Flag(fraud.Check.DUPLICATE_IMAGE, 1.0, "this exact image was already submitted", evidence)]
         t = frame.captured_at
         window = timedelta(seconds=pol.near_duplicate_same_device_s)
         best: tuple[int, int, str] | None = None
@@ -333,9 +343,9 @@ class FrameIntake:
             if dist <= pol.near_duplicate_bits and (best is None or dist < best[1]):
                 best = (fid, dist, dev_name)
         if best is None:
-            return []
+            return flags
         evidence = {"other_frame": best[0], "other_device": best[2], "phash_distance": best[1]}
-        return [fraud.Flag(fraud.Check.NEAR_DUPLICATE_IMAGE, 0.9, "a near copy of an image already submitted", evidence)]
+        return [*flags, fraud.Flag(fraud.Check.NEAR_DUPLICATE_IMAGE, 0.9, "a near copy of an image already submitted", evidence)]
 
     def _duplicate_or_replay(self, device: Device, frame: protocol.Frame, existing: Frame) -> Outcome:
         if existing.image_sha256 == frame.image_sha256.hex():
@@ -365,6 +375,17 @@ class FrameIntake:
                 RejectedMessage.objects.filter(pk=row.pk).update(times_seen=F("times_seen") + 1)
         logger.info("rejected message on %s: %s: %s", topic[:255], rej.reason, rej.detail)
         return Outcome("rejected", reason=str(rej.reason), detail=rej.detail)
+
+
+def stored_outcome(frame_id: int, frame: protocol.Frame, flags: list[fraud.Flag], flagged: bool) -> Outcome:
+    return Outcome(
+        "stored",
+        frame_id=frame_id,
+        detail=",".join(f.check for f in flags),
+        flagged=flagged,
+        checks=tuple(f.check for f in flags),
+        lag_s=time.time() - frame.captured_at_us / 1e6,
+    )
 
 
 def _device_from_topic(topic: str) -> str:

@@ -21,6 +21,7 @@ import signal
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from paho.mqtt.properties import Properties
 
 import protocol
 from ingest import metrics
+from ingest.batch import commit_batch
 from ingest.broker import INGEST_USER
 from ingest.intake import FrameIntake, Outcome
 from webapp.config import SettingsError, env_int, env_path, env_str
@@ -65,6 +67,7 @@ class IngestSettings:
     metrics_port: int = 0  # 0: no metrics endpoint
     metrics_host: str = "127.0.0.1"
     drain_idle_s: float = 1.0
+    prepare_threads: int = 2  # decode/verify threads (libjpeg and hashing release the GIL)
 
     @classmethod
     def from_env(cls) -> IngestSettings:
@@ -93,6 +96,7 @@ class IngestSettings:
             receive_maximum=env_int("INGEST_RECEIVE_MAXIMUM", max(200, 2 * batch_size), minimum=1, maximum=65535),
             metrics_port=env_int("INGEST_METRICS_PORT", 0, minimum=0, maximum=65535),
             metrics_host=env_str("INGEST_METRICS_HOST", "127.0.0.1"),
+            prepare_threads=env_int("INGEST_PREPARE_THREADS", 2, minimum=1, maximum=64),
         )
 
 
@@ -109,6 +113,7 @@ class IngestWorker:
         self.stopping = threading.Event()
         self.last_commit = time.monotonic()
         self.inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.pool = ThreadPoolExecutor(settings.prepare_threads, thread_name_prefix="prepare")
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
@@ -185,12 +190,12 @@ class IngestWorker:
     def process(self, batch: list[mqtt.MQTTMessage]) -> list[Outcome]:
         """Commit the batch in one transaction, then ack each message in order."""
         started = time.perf_counter()
-        prepared = [self.intake.prepare(m.topic, m.payload) for m in batch]
+        prepared = list(self.pool.map(lambda m: self.intake.prepare(m.topic, m.payload), batch))
         close_old_connections()
         for attempt in range(1, DB_RETRIES + 1):
             try:
                 with transaction.atomic():
-                    outcomes = [self.intake.commit(p) for p in prepared]
+                    outcomes = commit_batch(self.intake, prepared)
                     self.intake.flush_device_updates()
                 break
             except OperationalError as exc:  # deadlock / serialization failure: the batch rolled back
@@ -252,6 +257,7 @@ class IngestWorker:
         finally:
             self.client.disconnect()
             self.client.loop_stop()
+            self.pool.shutdown()
         if self.fatal is not None:
             raise self.fatal
 

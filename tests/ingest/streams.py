@@ -21,11 +21,11 @@ FRAME_W, FRAME_H = 480, 270
 PX_PER_M = 6.0  # how far the strip slides per metre driven
 
 
-def world_strip(seed: int, length_px: int = 8000) -> np.ndarray:
+def world_strip(seed: int, length_px: int = 8000, height: int = FRAME_H) -> np.ndarray:
     """A textured grey-and-colour strip, unique per seed, sharp enough for a dashcam frame."""
     rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, 255, size=(FRAME_H // 9 + 1, length_px // 9 + 1, 3), dtype=np.uint8)
-    strip = cv2.resize(coarse, (length_px, FRAME_H), interpolation=cv2.INTER_CUBIC)
+    coarse = rng.integers(0, 255, size=(height // 9 + 1, length_px // 9 + 1, 3), dtype=np.uint8)
+    strip = cv2.resize(coarse, (length_px, height), interpolation=cv2.INTER_CUBIC)
     fine = rng.integers(-25, 25, size=strip.shape, dtype=np.int16)
     return np.clip(strip.astype(np.int16) + fine, 0, 255).astype(np.uint8)
 
@@ -36,13 +36,13 @@ def encode_jpeg(img: np.ndarray, quality: int = 85) -> bytes:
     return buf.tobytes()
 
 
-def crop(strip: np.ndarray, offset_px: float) -> np.ndarray:
-    x = int(offset_px) % (strip.shape[1] - FRAME_W)
-    return strip[:, x : x + FRAME_W]
+def crop(strip: np.ndarray, offset_px: float, width: int = FRAME_W) -> np.ndarray:
+    x = int(offset_px) % (strip.shape[1] - width)
+    return strip[:, x : x + width]
 
 
-def frame_jpeg(strip: np.ndarray, metres: float, quality: int = 85) -> bytes:
-    return encode_jpeg(crop(strip, metres * PX_PER_M), quality)
+def frame_jpeg(strip: np.ndarray, metres: float, quality: int = 85, width: int = FRAME_W) -> bytes:
+    return encode_jpeg(crop(strip, metres * PX_PER_M, width), quality)
 
 
 def offset(lat: float, lon: float, north_m: float, east_m: float) -> tuple[float, float]:
@@ -89,9 +89,12 @@ class HonestDrive:
     speed_mps: float = 10.0
     interval_s: float = 1.0
     start_us: int = 0
+    width: int = FRAME_W  # bench/ingest.py uses 1280x720, a dashcam's 720p
+    height: int = FRAME_H
+    quality: int = 85
 
     def __post_init__(self) -> None:
-        self.strip = world_strip(self.seed)
+        self.strip = world_strip(self.seed, length_px=max(8000, 4 * self.width), height=self.height)
         if not self.start_us:
             self.start_us = int(time.time() * 1e6) - 3_600_000_000
 
@@ -99,7 +102,7 @@ class HonestDrive:
         metres = (seq - 1) * self.speed_mps * self.interval_s
         lat, lon = offset(self.lat, self.lon, 0.0, metres)
         t_us = self.start_us + int((seq - 1) * self.interval_s * 1e6)
-        return make_frame(self.device_id, seq, t_us, lat, lon, frame_jpeg(self.strip, metres), self.speed_mps)
+        return make_frame(self.device_id, seq, t_us, lat, lon, frame_jpeg(self.strip, metres, self.quality, self.width), self.speed_mps)
 
     def payload(self, seq: int) -> bytes:
         return protocol.encode(self.frame(seq), self.key)
