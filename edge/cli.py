@@ -45,6 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--start", help="capture time of the first frame of a video or folder (ISO 8601)"
     )
+    run.add_argument(
+        "--realtime",
+        action="store_true",
+        help="play a video at its own frame rate, as a camera delivers frames (demos, tests)",
+    )
     run.set_defaults(func=_run)
 
     rep = cmds.add_parser("replay", help="run a recorded drive through the pipeline and publish it")
@@ -193,7 +198,7 @@ def _run(args: argparse.Namespace) -> int:
             if kind == "camera":
                 frames = camera_source(settings)
             elif kind == "video":
-                frames = VideoFileSource(Path(value), start)
+                frames = VideoFileSource(Path(value), start, realtime=args.realtime)
             elif kind == "folder":
                 frames = ImageFolderSource(Path(value), start)
             else:
@@ -210,9 +215,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     runner.run(frames, gnss, live)
     c = runner.pipeline.counters
+    errors = {k: v for k, v in sorted(runner.all_errors().items()) if v}
     print(
         f"\nstopped: captured {c.captured}, kept {c.kept}, dropped {dict(c.dropped)}, "
-        f"outbox {runner.outbox.depth()[0]}",
+        f"outbox {runner.outbox.depth()[0]}, errors {errors or 'none'}",
         flush=True,
     )
     return 0

@@ -10,6 +10,7 @@ import csv
 import json
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -133,11 +134,22 @@ class CameraSource:
 
 
 class VideoFileSource:
-    """A recorded video: frame i was captured at `start + i / fps`."""
+    """A recorded video: frame i was captured at `start + i / fps`.
 
-    def __init__(self, path: Path, start: datetime, fps: float | None = None) -> None:
+    `realtime=True` hands frame i out no earlier than i / fps after the first, as a camera
+    would (demos, and tests that change settings during a run); `stop()` ends it early.
+    """
+
+    def __init__(
+        self, path: Path, start: datetime, fps: float | None = None, *, realtime: bool = False
+    ) -> None:
         self.path, self.start, self.fps = path, start, fps
+        self.realtime = realtime
         self.errors: Counter[str] = Counter()
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
 
     def frames(self) -> Iterator[Captured]:
         cap = cv2.VideoCapture(str(self.path))
@@ -146,10 +158,13 @@ class VideoFileSource:
         fps = self.fps or cap.get(cv2.CAP_PROP_FPS) or 30.0
         key = str(self.path.resolve())
         i = 0
+        t0 = time.monotonic()
         try:
-            while True:
+            while not self._stop.is_set():
                 ok, image = cap.read()
                 if not ok or image is None:
+                    break
+                if self.realtime and self._stop.wait(max(0.0, t0 + i / fps - time.monotonic())):
                     break
                 yield Captured(image, self.start + timedelta(seconds=i / fps), f"{key}::{i}")
                 i += 1
