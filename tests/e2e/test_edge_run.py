@@ -48,7 +48,7 @@ class ServerClient:
         self.client.loop_start()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        message = protocol.decode(msg.payload).message
+        message = protocol.decode(bytes(msg.payload)).message
         if isinstance(message, protocol.Telemetry):
             self.telemetry.append((time.monotonic(), message))
 

@@ -103,9 +103,9 @@ def write_drive(
     n = int(duration_s * fps)
     writer = cv2.VideoWriter(
         str(out / "video.mp4"),
-        cv2.VideoWriter_fourcc(*"mp4v"),
+        cv2.VideoWriter_fourcc(*"mp4v"),  # type: ignore[attr-defined]
         fps,
-        (width, height),  # type: ignore[attr-defined]
+        (width, height),
     )
     assert writer.isOpened(), "OpenCV cannot write mp4v here"
     base = scene(width, height)
