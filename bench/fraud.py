@@ -1,143 +1,217 @@
-"""Fraud checks over an adversarial fleet: share of fraudulent and honest frames flagged, per type.
+"""Fraud checks on the simulator's adversarial fleet: share of fraudulent and honest frames flagged.
 
-    python bench/fraud.py [--honest 20] [--frames 100] [--seed 7]
+    python bench/fraud.py [--devices 16] [--minutes 2] [--seed 5] [--fleet DIR] [--no-privacy]
 
-The simulator's `roadmesh sim fleet` has not landed yet, so this builds its own fleet from
-protocol frames (tests.ingest.streams): honest drivers, plus one device per adversary type,
-every adversarial frame labelled. Frames go through the real door (FrameIntake, in capture
-order across the fleet, SQLite in a temp dir), then the periodic audit (ingest.audit).
+1. `roadmesh sim fleet --adversaries all` renders the fleet (one device of every adversary
+   kind, the rest honest) with capture times a few hours ago; it is kept under
+   out/bench-fraud/ and reused by later runs with the same arguments.
+2. Each device's drive becomes the frames its device software would publish, built from
+   the edge pipeline's own stages (geotag -> sample -> quality -> privacy -> JPEG -> sign).
+   Honest devices, the loop camper, the GNSS spoofer (its receiver lies, its software is
+   stock), both duplicate-farmer devices and both cloned-key devices run the stock
+   pipeline with its default sampling. Cheating software differs where the cheat needs it:
+   the stationary farmer sends one parked frame every 2 s (the stock sampler would send
+   none), the replayer re-sends its first half's frames with new timestamps, the bad
+   camera has its quality gate removed, the clone numbers its frames from 1,000,000 (so
+   they do not collide with the original's), the duplicate copy publishes each stolen
+   frame 30 s after the original was captured at the earliest.
+3. Every frame goes through the real door (FrameIntake, SQLite in a temp dir) in arrival
+   order across the fleet, then the periodic audit (ingest.audit) runs once.
+4. Scoring, per frame, against fleet.json and truth/fixes.csv. A *fraudulent frame* is a
+   frame that carries its device's cheat: every frame of the stationary farmer, the loop
+   camper, the bad camera, the duplicate copy and both cloned-key devices (one identity in
+   two places: neither side's frames can be trusted); the replayer's re-sent frames; the
+   GNSS spoofer's frames from its first spoofed fix on. *Honest frames* are those of the
+   honest devices and of the duplicate farmer's original (the victim, an honest drive).
+   The spoofer's honest first third is neither. A frame counts as flagged when it was
+   stored `flagged` or rejected. A type is caught when 90 % of its fraudulent frames are.
+   The share over every frame an adversarial device sent is printed too.
+
 Last line: `RESULT fraud_flagged=<x> honest_flagged=<x> types_caught=<k>/<n>`.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import dataclasses
+import json
 import os
-import random
+import pickle
+import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 import protocol  # noqa: E402
-from tests.ingest.streams import (  # noqa: E402
-    FRAME_H,
-    FRAME_W,
-    crop,
-    encode_jpeg,
-    frame_jpeg,
-    make_frame,
-    offset,
-    world_strip,
-)
+from edge.identity import DeviceIdentity, MqttLogin  # noqa: E402
+from edge.outbox import Outbox  # noqa: E402
+from edge.pipeline import Pipeline, Prepared, build_frame  # noqa: E402
+from edge.replay import open_recording  # noqa: E402
+from edge.settings import EdgeSettings  # noqa: E402
+from vision.privacy import Box, Redactor  # noqa: E402
 
-Item = tuple[int, str, protocol.Frame, str]  # (t_us, device, frame, label: "honest" or adversary type)
-CAUGHT_SHARE = 0.9  # a type counts as caught when this share of its frames is flagged
+CAUGHT_SHARE = 0.9  # a type counts as caught when this share of its fraudulent frames is flagged
+FARM_EVERY = 10  # the stationary farmer sends every 10th video frame (one every 2 s at 5 fps)
+CLONE_SEQ0 = 1_000_000
+COPY_DELAY_S = 30.0
 
 
-def honest_track(device: str, seed: int, start_us: int, n: int, label: str = "honest",
-                 lat0: float | None = None, lon0: float | None = None, seq0: int = 1,
-                 seq_step: int = 1) -> list[Item]:
-    rng = random.Random(seed)
-    strip = world_strip(seed)
-    lat0 = lat0 if lat0 is not None else 60.10 + rng.random() * 0.15
-    lon0 = lon0 if lon0 is not None else 24.70 + rng.random() * 0.40
-    speed = rng.uniform(7, 16)
-    heading = rng.uniform(0, 2 * np.pi)
-    items: list[Item] = []
-    metres = north = east = 0.0
-    for i in range(n):
-        heading += rng.gauss(0, 0.05)
-        metres += speed
-        north, east = north + speed * np.cos(heading), east + speed * np.sin(heading)
-        lat, lon = offset(lat0, lon0, north + rng.gauss(0, 2), east + rng.gauss(0, 2))
-        t = start_us + int(i * 1e6) + rng.randint(0, 50_000)
-        items.append((t, device, make_frame(device, seq0 + i * seq_step, t, lat, lon, frame_jpeg(strip, metres), speed), label))
-    return items
+@dataclass
+class Sent:
+    """One frame a device published, with what the bench knows about it."""
+
+    arrival: float  # unix seconds: the order frames reach the door
+    device_dir: str
+    role: str
+    frame: protocol.Frame
+    cheat: bool  # carries its device's cheat (see the module docstring)
+    honest: bool  # counts in the honest false-positive rate
 
 
-def build_fleet(n_honest: int, n_frames: int, seed: int) -> list[Item]:
-    rng = random.Random(seed)
-    start = int((time.time() - 6 * 3600) * 1e6)
-    items: list[Item] = []
-    honest: list[list[Item]] = []
-    for i in range(n_honest):
-        track = honest_track(f"honest-{i}", seed * 100 + i, start + rng.randint(0, 60) * 10**6, n_frames)
-        honest.append(track)
-        items += track
-    victim = honest[0]
+class _Collect(Pipeline):
+    """The stock pipeline, but the signed-frame step is the bench's: kept frames land in `.kept`."""
 
-    def relabel(track: list[Item], label: str) -> list[Item]:
-        return [(t, d, f, label) for t, d, f, _ in track]
+    def __init__(self, settings: EdgeSettings, identity: DeviceIdentity, redactor: Redactor, *, sample: bool) -> None:
+        super().__init__(settings, identity, protocol.generate_private_key(), _NO_OUTBOX, redactor, sample=sample)
+        self.kept: list[Prepared] = []
 
-    def rebuild(track: list[Item], device: str, label: str, image: Callable[[int, protocol.Frame], bytes] | None = None,
-                move: Callable[[int, protocol.Frame], tuple[float, float]] | None = None, t_shift_s: float = 0) -> list[Item]:
-        out = []
-        for i, (t, _, f, _) in enumerate(track):
-            lat, lon = move(i, f) if move else (f.position.lat, f.position.lon)
-            jpeg = image(i, f) if image else f.jpeg
-            t2 = t + int(t_shift_s * 1e6)
-            out.append((t2, device, make_frame(device, i + 1, t2, lat, lon, jpeg), label))
+    def _enqueue(self, p: Prepared) -> None:
+        self.kept.append(p)
+
+
+_NO_OUTBOX: Outbox = None  # type: ignore[assignment]  # _Collect never touches the outbox
+
+
+class _NoDetector:
+    def detect(self, image: np.ndarray) -> list[Box]:
+        return []
+
+
+# -- 1. the fleet ------------------------------------------------------------------------------
+def ensure_fleet(devices: int, minutes: float, seed: int, fleet_dir: Path | None) -> Path:
+    out = fleet_dir or REPO / "out" / "bench-fraud" / f"fleet-d{devices}-m{minutes:g}-s{seed}"
+    if (out / "fleet.json").exists():
         return out
-
-    base = honest_track("x", seed + 9001, start, n_frames)
-    # 1. Teleporter: every frame somewhere else in the region (spoofed GNSS).
-    items += rebuild(base, "adv-teleport", "teleport", move=lambda i, f: (60.0 + rng.random() * 0.8, 24.0 + rng.random() * 2.0))
-    # 2. Speeder: the same track stretched fifteenfold (about 150 m/s).
-    lat0, lon0 = base[0][2].position.lat, base[0][2].position.lon
-    items += rebuild(honest_track("x", seed + 9002, start, n_frames), "adv-speed", "impossible_speed",
-                     move=lambda i, f: (lat0 + (f.position.lat - lat0) * 15, lon0 + (f.position.lon - lon0) * 15))
-    # 3. Cloned key: two cars under one identity, 3 km apart, frames interleaved (odd / even seq).
-    items += relabel(honest_track("adv-clone", seed + 9003, start, n_frames // 2, lat0=60.17, lon0=24.90, seq0=1, seq_step=2), "cloned_key")
-    items += relabel(honest_track("adv-clone", seed + 9004, start + 400_000, n_frames // 2, lat0=60.19, lon0=24.95, seq0=2, seq_step=2), "cloned_key")
-    # 4. Exact duplicates: another driver's images, on a plausible track of its own, a day later.
-    own = honest_track("x", seed + 9005, start, n_frames)
-    items += rebuild(own, "adv-copy", "duplicate_image", image=lambda i, f: victim[i][2].jpeg, t_shift_s=1800)
-    # 5. Near duplicates: the same images re-encoded, shifted 2 px and brightened.
-    def near(i: int, f: protocol.Frame) -> bytes:
-        img = cv2.imdecode(np.frombuffer(victim[i][2].jpeg, np.uint8), cv2.IMREAD_COLOR)
-        img = cv2.convertScaleAbs(np.roll(img, 2, axis=1), alpha=1.05, beta=6)
-        return encode_jpeg(img, quality=70)
-    own = honest_track("x", seed + 9006, start, n_frames)
-    items += rebuild(own, "adv-near", "near_duplicate_image", image=near, t_shift_s=2400)
-    # 6. Stationary farming: one spot (jittered 8 m), a fresh picture every 10 s.
-    strip = world_strip(seed + 9007)
-    farm = []
-    for i in range(n_frames):
-        t = start + i * 10_000_000
-        lat, lon = offset(60.2, 24.8, rng.gauss(0, 8), rng.gauss(0, 8))
-        farm.append((t, "adv-farm", make_frame("adv-farm", i + 1, t, lat, lon, frame_jpeg(strip, rng.uniform(0, 4))), "stationary_farming"))
-    items += farm
-    # 7. Fake track: a parked camera (one scene, sensor noise) with a GNSS track that drives.
-    scene = crop(world_strip(seed + 9008), 0).astype(np.int16)
-    def still(i: int, f: protocol.Frame) -> bytes:
-        noise = np.random.default_rng(i).integers(-3, 4, size=scene.shape)
-        return encode_jpeg(np.clip(scene + noise, 0, 255).astype(np.uint8))
-    items += rebuild(honest_track("x", seed + 9009, start, n_frames), "adv-still", "static_image_moving_gnss", image=still)
-    # 8. Low quality: heavy blur and night-dark frames.
-    def poor(i: int, f: protocol.Frame) -> bytes:
-        img = cv2.imdecode(np.frombuffer(f.jpeg, np.uint8), cv2.IMREAD_COLOR)
-        img = cv2.GaussianBlur(img, (0, 0), 9) if i % 2 else (img * 0.06).astype(np.uint8)
-        return encode_jpeg(img)
-    items += rebuild(honest_track("x", seed + 9010, start, n_frames), "adv-blur", "low_quality", image=poor)
-    assert all(f.jpeg[:2] == b"\xff\xd8" for _, _, f, _ in items) and FRAME_W and FRAME_H
-    return sorted(items, key=lambda it: it[0])
+    start = (datetime.now(UTC) - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    cmd = [sys.executable, "-m", "roadmesh.cli", "sim", "fleet", "--devices", str(devices), "--minutes", f"{minutes:g}",
+           "--seed", str(seed), "--adversaries", "all", "--start", start, "--out", str(out)]
+    print("rendering the fleet: " + " ".join(cmd[2:]), flush=True)
+    subprocess.run(cmd, check=True, cwd=REPO)
+    return out
 
 
+# -- 2. what each device publishes ------------------------------------------------------------
+def _spoof_start(drive: Path) -> float | None:
+    """Unix time of the first spoofed fix (truth/fixes.csv note), or None."""
+    with (drive / "truth" / "fixes.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            if row.get("note") in ("teleport", "impossible_speed", "fake_track"):
+                return float(row["t_s"]) + _start(drive).timestamp()
+    return None
+
+
+def _start(drive: Path) -> datetime:
+    from edge.sources import manifest_start, read_manifest
+
+    return manifest_start(read_manifest(drive))
+
+
+def device_frames(fleet: Path, dev: dict[str, Any], redactor: Redactor) -> list[Sent]:
+    drive = fleet / "devices" / dev["dir"]
+    role, detail = dev["role"], dev.get("detail", "")
+    rec = open_recording(drive)
+    manifest = json.loads((drive / "manifest.json").read_text())
+    fps = float(manifest["fps"])
+    settings = EdgeSettings()
+    sample = True
+    frames = rec.frames
+    if role == "bad_camera":  # its software skips the quality gate
+        settings = dataclasses.replace(settings, min_sharpness=0.0, min_exposure=0.0, max_obstruction=1.0)
+    if role == "stationary_farmer":  # no distance sampling: a parked frame every 2 s
+        sample = False
+        frames = (c for i, c in enumerate(rec.frames) if i % FARM_EVERY == 0)
+    identity = DeviceIdentity(dev["device_id"], MqttLogin("localhost", 1883, dev["device_id"], "-"))
+    pipe = _Collect(settings, identity, redactor, sample=sample)
+    for captured in frames:
+        pipe.process(captured, rec.track)
+    pipe.finish()
+    kept: list[tuple[Prepared, bool]] = []
+    spoof_t = _spoof_start(drive) if role == "gnss_spoofer" else None
+    if role == "replayer":  # second half: the first half's frames again, new times, the replayed fixes
+        start = _start(drive)
+        half = timedelta(seconds=(int(manifest["frame_count"]) // 2) / fps)
+        first = [p for p in pipe.kept if p.captured_at < start + half]
+        kept = [(p, False) for p in first]
+        for p in first:
+            when = p.captured_at + half
+            kept.append((dataclasses.replace(p, captured_at=when, fix=rec.track.at(when) or p.fix), True))
+    else:
+        for p in pipe.kept:
+            if role == "gnss_spoofer":
+                cheat = spoof_t is not None and p.captured_at.timestamp() >= spoof_t
+            elif role == "duplicate_farmer":
+                cheat = detail == "copy"
+            else:
+                cheat = role != "honest"
+            kept.append((p, cheat))
+    seq0 = CLONE_SEQ0 if role == "cloned_key" and detail == "clone" else 1
+    orig_start = None
+    if role == "duplicate_farmer" and detail == "copy":
+        orig_start = _start(fleet / "devices" / dev["pair"])
+    out: list[Sent] = []
+    for k, (p, cheat) in enumerate(kept):
+        arrival = p.captured_at.timestamp()
+        if orig_start is not None and p.source_key:
+            i = int(p.source_key.rsplit("::", 1)[1])
+            arrival = max(arrival, orig_start.timestamp() + i / fps + COPY_DELAY_S)
+        frame = build_frame(identity, seq0 + k, p)
+        honest = role == "honest" or (role == "duplicate_farmer" and detail == "original")
+        out.append(Sent(arrival, dev["dir"], role, frame, cheat, honest))
+    return out
+
+
+def published(fleet: Path, redactor: Redactor, cache: Path) -> list[Sent]:
+    if cache.exists():
+        return pickle.loads(cache.read_bytes())  # our own file
+    devices = json.loads((fleet / "fleet.json").read_text())["devices"]
+    sent: list[Sent] = []
+    for dev in devices:
+        t0 = time.perf_counter()
+        mine = device_frames(fleet, dev, redactor)
+        print(f"  {dev['dir']} {dev['role']:18s} {len(mine):4d} frames ({time.perf_counter() - t0:.0f}s)", flush=True)
+        sent += mine
+    cache.write_bytes(pickle.dumps(sent))
+    return sent
+
+
+# -- 3. door and audit; 4. scoring ------------------------------------------------------------
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--honest", type=int, default=20)
-    ap.add_argument("--frames", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=7)
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--devices", type=int, default=16)
+    ap.add_argument("--minutes", type=float, default=2.0)
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--fleet", type=Path, default=None, help="an existing `sim fleet` output to use")
+    ap.add_argument("--no-privacy", action="store_true", help="skip face/plate blurring (faster; the checks do not depend on it)")
     args = ap.parse_args()
+    fleet = ensure_fleet(args.devices, args.minutes, args.seed, args.fleet)
+    redactor = Redactor(_NoDetector(), _NoDetector()) if args.no_privacy else Redactor.default()
+    t0 = time.perf_counter()
+    sent = published(fleet, redactor, fleet / f"published{'-np' if args.no_privacy else ''}.pickle")
+    sent.sort(key=lambda s: (s.arrival, s.device_dir, s.frame.seq))
+    print(f"fleet {fleet.name}: {len(sent)} frames from {len({s.device_dir for s in sent})} devices "
+          f"({time.perf_counter() - t0:.0f}s through the edge pipeline)", flush=True)
+
     work = Path(tempfile.mkdtemp(prefix="bench-fraud-"))
     os.environ["ROADMESH_DATA_DIR"] = str(work)
     os.environ.pop("ROADMESH_DATABASE_URL", None)
@@ -154,48 +228,60 @@ def main() -> int:
     from webapp.fleet.provisioning import register_device
 
     call_command("migrate", verbosity=0)
-    t0 = time.perf_counter()
-    items = build_fleet(args.honest, args.frames, args.seed)
-    print(f"fleet: {len(items)} frames from {len({d for _, d, _, _ in items})} devices ({time.perf_counter() - t0:.1f}s to render)")
     owner = User.objects.create_user("fleet-owner", role=User.Role.DRIVER)
     keys = {}
-    for device in sorted({d for _, d, _, _ in items}):
-        keys[device] = protocol.generate_private_key()
-        register_device(owner, device, protocol.public_key_bytes(keys[device]))
+    for device_id in sorted({s.frame.device_id for s in sent}):
+        keys[device_id] = protocol.generate_private_key()
+        register_device(owner, device_id, protocol.public_key_bytes(keys[device_id]))
     store = LocalObjectStore(work / "images")
     intake = FrameIntake(store)
-    labels: dict[tuple[str, int], str] = {}
-    t0 = time.perf_counter()
+    outcome_of: dict[int, str] = {}
     statuses: dict[str, int] = defaultdict(int)
-    for _, device, frame, label in items:
-        labels[(device, frame.seq)] = label
-        outcome = intake.handle(protocol.topic_for(device, protocol.Channel.FRAMES), protocol.encode(frame, keys[device]))
-        statuses[outcome.status] += 1
+    t0 = time.perf_counter()
+    for k, s in enumerate(sent):
+        topic = protocol.topic_for(s.frame.device_id, protocol.Channel.FRAMES)
+        out = intake.handle(topic, protocol.encode(s.frame, keys[s.frame.device_id]))
+        statuses[out.status if out.status != "rejected" else f"rejected:{out.reason}"] += 1
+        outcome_of[k] = out.status
     door_s = time.perf_counter() - t0
     door_flagged = Frame.objects.filter(state=Frame.State.FLAGGED).count()
     t0 = time.perf_counter()
     report = Auditor(store).run()
     audit_s = time.perf_counter() - t0
-    print(f"door: {dict(statuses)} in {door_s:.1f}s ({len(items) / door_s:.0f} frames/s), {door_flagged} flagged; "
-          f"audit: {report.frames} frames in {audit_s:.1f}s, {report.newly_flagged} newly flagged")
-    per_type: dict[str, list[bool]] = defaultdict(list)
-    checks_by_type: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for dev, seq, state, flags in Frame.objects.values_list("device__device_id", "seq", "state", "flags"):
-        label = labels[(dev, seq)]
-        per_type[label].append(state == Frame.State.FLAGGED)
-        for f in flags:
-            checks_by_type[label][f["check"]] += 1
-    honest = per_type.pop("honest", [])
-    fraud = [x for v in per_type.values() for x in v]
-    for label in sorted(per_type):
-        v = per_type[label]
-        print(f"  {label:26s} {sum(v):4d}/{len(v):4d} flagged ({sum(v) / len(v):6.1%})  checks: {dict(checks_by_type[label])}")
-    print(f"  {'honest':26s} {sum(honest):4d}/{len(honest):4d} flagged ({sum(honest) / len(honest):6.1%})  checks: {dict(checks_by_type['honest'])}")
-    low = sorted(Device.objects.values_list("trust_score", "device_id"))[:4]
-    print("lowest trust: " + ", ".join(f"{d}={s:.2f}" for s, d in low))
-    caught = sum(1 for v in per_type.values() if sum(v) / len(v) >= CAUGHT_SHARE)
-    print(f"RESULT fraud_flagged={sum(fraud) / len(fraud):.3f} honest_flagged={sum(honest) / len(honest):.3f} "
-          f"types_caught={caught}/{len(per_type)}")
+    print(f"door: {dict(statuses)} in {door_s:.1f}s ({len(sent) / door_s:.0f} frames/s), {door_flagged} flagged; "
+          f"audit: {report.frames} frames in {audit_s:.1f}s, {report.newly_flagged} newly flagged, {dict(report.by_check)}")
+
+    rows = {(d, q): (st, fl) for d, q, st, fl in Frame.objects.values_list("device__device_id", "seq", "state", "flags")}
+    cheat: dict[str, list[bool]] = defaultdict(list)
+    every: dict[str, list[bool]] = defaultdict(list)
+    honest: list[bool] = []
+    checks: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for k, s in enumerate(sent):
+        state, flags = rows.get((s.frame.device_id, s.frame.seq), ("rejected", []))
+        hit = outcome_of[k] == "rejected" or state == Frame.State.FLAGGED
+        group = "honest" if s.honest else s.role
+        for f in flags if hit else []:
+            checks[group][f["check"]] += 1
+        if s.honest:
+            honest.append(hit)
+        elif s.role != "honest":
+            every[s.role].append(hit)
+            if s.cheat:
+                cheat[s.role].append(hit)
+    for role in sorted(cheat):
+        c, e = cheat[role], every[role]
+        print(f"  {role:18s} fraudulent {sum(c):4d}/{len(c):4d} flagged ({sum(c) / len(c):6.1%}); "
+              f"all its frames {sum(e):4d}/{len(e):4d} ({sum(e) / len(e):6.1%})  checks: {dict(checks[role])}")
+    print(f"  {'honest':18s} {sum(honest):4d}/{len(honest):4d} flagged ({sum(honest) / max(1, len(honest)):6.1%})  "
+          f"checks: {dict(checks['honest'])}")
+    low = sorted(Device.objects.values_list("trust_score", "device_id"))[:6]
+    print("lowest trust: " + ", ".join(f"{d}={t:.2f}" for t, d in low))
+    fraud = [x for v in cheat.values() for x in v]
+    adv = [x for v in every.values() for x in v]
+    caught = sum(1 for v in cheat.values() if v and sum(v) / len(v) >= CAUGHT_SHARE)
+    print(f"every frame of an adversarial device: {sum(adv) / max(1, len(adv)):.3f} flagged")
+    print(f"RESULT fraud_flagged={sum(fraud) / max(1, len(fraud)):.3f} honest_flagged={sum(honest) / max(1, len(honest)):.3f} "
+          f"types_caught={caught}/{len(cheat)}")
     return 0
 
 

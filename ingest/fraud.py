@@ -9,6 +9,7 @@ as `flagged`: kept as evidence, excluded from rewards. The same functions run at
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,6 +31,9 @@ class Check:
     STATIONARY_FARMING = "stationary_farming"
     STATIC_IMAGE_MOVING_GNSS = "static_image_moving_gnss"
     LOW_QUALITY = "low_quality"
+    TRACK_AFTER_TELEPORT = "track_after_teleport"
+    VISUAL_TRACK_MISMATCH = "visual_track_mismatch"
+    LOW_NOVELTY = "low_novelty"
 
 
 @dataclass(frozen=True)
@@ -39,16 +43,29 @@ class FraudPolicy:
     gnss_noise_m: float = 15.0  # allowance per position for GNSS error
     max_accel_mps2: float = 12.0  # about 1.2 g, sustained between frames
     clone_window_s: float = 30.0
-    near_duplicate_bits: int = 6  # pHash Hamming distance for "the same picture"
+    near_duplicate_bits: int = 2  # pHash Hamming distance for "the same picture"
     near_duplicate_same_device_s: float = 120.0  # own frames closer in time than this are not copies
-    stationary_radius_m: float = 30.0
+    stationary_radius_m: float = 15.0  # 8 honest frames 8 m apart cannot fit in it
     stationary_min_frames: int = 8
-    stationary_min_span_s: float = 60.0
+    stationary_min_span_s: float = 90.0  # longer than a red light; the stock edge sends a frame every few s while stopped (GNSS noise)
     min_sharpness: float = 15.0  # server-side Laplacian variance on the reduced decode
     min_brightness: float = 25.0
     max_brightness: float = 235.0
     static_image_min_m: float = 5.0  # claimed movement above which the picture must change
+    static_run_min_m: float = 25.0  # ... and a run of such pairs must claim this net displacement
     static_image_max_change: float = 0.012  # mean |difference| / 255 below which it did not
+    static_max_flow: float = 0.002  # median corner displacement / width below which nothing moved
+    static_min_corners: int = 40  # ... measured on at least this many tracked corners
+    max_obstruction: float = 0.45  # share of flat tiles (lens cover, smudge) on the server's decode
+    session_gap_s: float = 600.0  # frames further apart than this belong to different trips
+    novelty_window_s: float = 1800.0  # the loop check looks at trip windows this long
+    novelty_min_path_m: float = 900.0  # ... in which the device drove at least this far
+    novelty_max_gyration_m: float = 150.0  # ... without its positions spreading wider than this (RMS)
+    turn_min_deg: float = 50.0  # a claimed turn this sharp (track bearing over turn_span_m) ...
+    turn_span_m: float = 25.0
+    turn_max_visual_deg: float = 10.0  # ... that the pictures show as less than this rotation
+    visual_min_mismatches: int = 2  # contradicted turns in one trip before the trip is flagged
+    taint_jump_m: float = 300.0  # an impossible jump this long makes the rest of the trip untrusted
     flag_score: float = 0.5
 
 
@@ -160,10 +177,19 @@ def check_stationary(point: TrackPoint, recent: Sequence[TrackPoint], policy: Fr
     """Many frames from one spot: a device farming coverage without driving.
 
     `recent` are the device's frames before `point`, newest last. Honest devices sample
-    only while moving (every ~8 m), so a run of frames inside a small circle is farming,
-    even when the claimed positions are jittered to look like motion.
+    only while moving (every ~8 m), so `stationary_min_frames` frames in a row inside a
+    `stationary_radius_m` circle, over at least `stationary_min_span_s`, are farmed, even
+    when the claimed positions are jittered to look like motion. The run grows backwards
+    from `point` as far as the circle holds.
     """
-    window = [*recent[-(policy.stationary_min_frames - 1) :], point]
+    window = [point]
+    for p in reversed(recent):
+        trial = [p, *window]
+        lat0 = sum(q.lat for q in trial) / len(trial)
+        lon0 = sum(q.lon for q in trial) / len(trial)
+        if max(distance_m(lat0, lon0, q.lat, q.lon) for q in trial) > policy.stationary_radius_m:
+            break
+        window = trial
     if len(window) < policy.stationary_min_frames:
         return []
     span = window[-1].t - window[0].t
@@ -172,8 +198,6 @@ def check_stationary(point: TrackPoint, recent: Sequence[TrackPoint], policy: Fr
     lat0 = sum(p.lat for p in window) / len(window)
     lon0 = sum(p.lon for p in window) / len(window)
     radius = max(distance_m(lat0, lon0, p.lat, p.lon) for p in window)
-    if radius > policy.stationary_radius_m:
-        return []
     evidence = {"frames": len(window), "radius_m": round(radius, 1), "span_s": round(span, 1)}
     return [Flag(Check.STATIONARY_FARMING, 0.9, f"{len(window)} frames within {radius:.0f} m", evidence)]
 
@@ -190,6 +214,13 @@ def check_quality(sharpness: float, brightness: float, policy: FraudPolicy) -> l
         return []
     evidence = {"server_sharpness": round(sharpness, 2), "server_brightness": round(brightness, 1)}
     return [Flag(Check.LOW_QUALITY, 0.6, "; ".join(problems), evidence)]
+
+
+def check_obstruction(flat: float, policy: FraudPolicy) -> list[Flag]:
+    """Much of the picture has no texture at all: a covered or smudged lens."""
+    if flat <= policy.max_obstruction:
+        return []
+    return [Flag(Check.LOW_QUALITY, 0.6, f"obstructed ({flat:.0%} of the picture is flat)", {"flat_share": round(flat, 3)})]
 
 
 def image_change(a: np.ndarray, b: np.ndarray) -> float:
@@ -213,6 +244,129 @@ def check_visual_motion(
     return [
         Flag(Check.STATIC_IMAGE_MOVING_GNSS, 0.9, f"the picture did not change over a claimed {d:.0f} m", evidence)
     ]
+
+
+def check_visual_flow(prev: TrackPoint, cur: TrackPoint, flow: float, corners: int, policy: FraudPolicy) -> list[Flag]:
+    """Tracked corners stood still while the claimed position moved: the camera did not move."""
+    d = distance_m(prev.lat, prev.lon, cur.lat, cur.lon)
+    if d < policy.static_image_min_m or corners < policy.static_min_corners or flow > policy.static_max_flow:
+        return []
+    evidence = {"claimed_distance_m": round(d, 1), "median_flow": round(flow, 5), "corners": corners,
+                "other_frame": prev.frame_id}
+    return [Flag(Check.STATIC_IMAGE_MOVING_GNSS, 0.9, f"nothing in the picture moved over a claimed {d:.0f} m", evidence)]
+
+
+def trips(points: Sequence[TrackPoint], policy: FraudPolicy) -> list[tuple[int, int]]:
+    """Index ranges [start, end) of the trips in a time-ordered track (split at long gaps)."""
+    out, start = [], 0
+    for i in range(1, len(points) + 1):
+        if i == len(points) or points[i].t - points[i - 1].t > policy.session_gap_s:
+            if i > start:
+                out.append((start, i))
+            start = i
+    return out
+
+
+def check_after_teleport(points: Sequence[TrackPoint], jumps: dict[int, Flag], policy: FraudPolicy) -> dict[int, Flag]:
+    """After an impossible jump of `taint_jump_m` or more, the rest of that trip is on a track
+    the car cannot have driven: one side of the jump is spoofed, and the receiver that made
+    the jump cannot vouch for what follows. `jumps`: index -> the teleport/speed flag."""
+    out: dict[int, Flag] = {}
+    for start, end in trips(points, policy):
+        first = next((i for i in range(start, end) if i in jumps
+                      and float(jumps[i].evidence.get("distance_m", 0)) >= policy.taint_jump_m), None)
+        if first is None:
+            continue
+        ev = {"jump_frame": points[first].frame_id, "jump_m": jumps[first].evidence.get("distance_m"),
+              "frames_after": end - first - 1}
+        flag = Flag(Check.TRACK_AFTER_TELEPORT, 0.8,
+                    f"the trip continues after an impossible {ev['jump_m']} m jump", ev)
+        for i in range(first + 1, end):
+            out[i] = flag
+    return out
+
+
+def check_low_novelty(points: Sequence[TrackPoint], policy: FraudPolicy) -> dict[int, Flag]:
+    """Driving round the same few blocks: in a trip window of `novelty_window_s`, at least
+    `novelty_min_path_m` driven while the positions stay within `novelty_max_gyration_m`
+    (radius of gyration). Coverage farming, not fraud in the data: flagged so it is
+    excluded from rewards, with the numbers as evidence."""
+    out: dict[int, Flag] = {}
+    for start, end in trips(points, policy):
+        i = start
+        while i < end:
+            j = i + 1
+            while j < end and points[j].t - points[i].t <= policy.novelty_window_s:
+                j += 1
+            seg = points[i:j]
+            path = 0.0
+            for a, b in itertools.pairwise(seg):
+                d, v = implied_speed(a, b, policy.gnss_noise_m)
+                if v <= policy.max_speed_mps:
+                    path += d
+            lat0 = sum(p.lat for p in seg) / len(seg)
+            lon0 = sum(p.lon for p in seg) / len(seg)
+            gyration = math.sqrt(sum(distance_m(lat0, lon0, p.lat, p.lon) ** 2 for p in seg) / len(seg))
+            if path >= policy.novelty_min_path_m and gyration <= policy.novelty_max_gyration_m:
+                ev = {"path_m": round(path), "gyration_m": round(gyration, 1), "frames": len(seg),
+                      "span_s": round(seg[-1].t - seg[0].t)}
+                flag = Flag(Check.LOW_NOVELTY, 0.6,
+                            f"drove {path:.0f} m within {gyration:.0f} m (RMS) of one spot", ev)
+                for k in range(i, j):
+                    out[k] = flag
+            i = j
+    return out
+
+
+def bearing_deg(a: TrackPoint, b: TrackPoint) -> float:
+    p1, p2 = math.radians(a.lat), math.radians(b.lat)
+    dl = math.radians(b.lon - a.lon)
+    y = math.sin(dl) * math.cos(p2)
+    x = math.cos(p1) * math.sin(p2) - math.sin(p1) * math.cos(p2) * math.cos(dl)
+    return math.degrees(math.atan2(y, x)) % 360.0
+
+
+def check_visual_turns(points: Sequence[TrackPoint], yaw: Sequence[float | None], policy: FraudPolicy) -> dict[int, Flag]:
+    """The track turns where the pictures do not: images from another drive (a spoofed track).
+
+    `yaw[i]`: the camera rotation the pictures show from frame i-1 to frame i (None: not
+    measured; `yaw[0]` is unused). At each frame the claimed turn is the change of track
+    bearing from `turn_span_m` before to `turn_span_m` after it; a turn of `turn_min_deg`
+    or more whose pairs all have a visual rotation, summing to less than
+    `turn_max_visual_deg`, is contradicted. A trip with `visual_min_mismatches`
+    contradicted turns is flagged from the first of them to its end."""
+    out: dict[int, Flag] = {}
+    for start, end in trips(points, policy):
+        turns: list[dict[str, Any]] = []
+        for i in range(start + 1, end - 1):
+            a = next((k for k in range(i - 1, start - 1, -1)
+                      if distance_m(points[k].lat, points[k].lon, points[i].lat, points[i].lon) >= policy.turn_span_m), None)
+            b = next((k for k in range(i + 1, end)
+                      if distance_m(points[k].lat, points[k].lon, points[i].lat, points[i].lon) >= policy.turn_span_m), None)
+            if a is None or b is None:
+                continue
+            claimed = (bearing_deg(points[i], points[b]) - bearing_deg(points[a], points[i]) + 180) % 360 - 180
+            if abs(claimed) < policy.turn_min_deg:
+                continue
+            seen = yaw[a + 1 : b + 1]
+            if any(y is None for y in seen):
+                continue
+            visual = float(sum(y for y in seen if y is not None))
+            if abs(visual) >= policy.turn_max_visual_deg:
+                continue
+            if turns and turns[-1]["to"] >= a:  # the same turn seen from the next frame
+                continue
+            turns.append({"frame": points[i].frame_id, "index": i, "to": b,
+                          "claimed_turn_deg": round(claimed), "visual_turn_deg": round(visual, 1)})
+        if len(turns) < policy.visual_min_mismatches:
+            continue
+        ev = {"contradicted_turns": [{k: v for k, v in t.items() if k not in ("index", "to")} for t in turns[:5]],
+              "count": len(turns)}
+        flag = Flag(Check.VISUAL_TRACK_MISMATCH, 0.8,
+                    f"{len(turns)} turns of the track do not show in the pictures", ev)
+        for k in range(turns[0]["index"], end):
+            out[k] = flag
+    return out
 
 
 def fraud_score(flags: Sequence[Flag | dict[str, Any]]) -> float:
