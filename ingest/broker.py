@@ -100,6 +100,26 @@ class BrokerConfig:
         default_factory=lambda: "mosquitto" if os.geteuid() == 0 else None
     )
     extra_lines: list[str] = field(default_factory=list)
+    # TLS on the listener (off unless tls_certfile is set). As root the `mosquitto` user
+    # must be able to read these files. require_certificate: clients must present a
+    # certificate signed by tls_cafile (they still log in with their password).
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    tls_cafile: Path | None = None
+    require_certificate: bool = False
+
+    def tls_lines(self) -> list[str]:
+        if self.tls_certfile is None:
+            return []
+        if self.tls_keyfile is None or (self.require_certificate and self.tls_cafile is None):
+            raise BrokerError(
+                "TLS needs tls_keyfile, and tls_cafile to require client certificates"
+            )
+        lines = [f"certfile {self.tls_certfile}", f"keyfile {self.tls_keyfile}"]
+        if self.tls_cafile is not None:
+            lines.append(f"cafile {self.tls_cafile}")
+        lines.append(f"require_certificate {'true' if self.require_certificate else 'false'}")
+        return lines
 
     @property
     def conf_path(self) -> Path:
@@ -135,6 +155,7 @@ class BrokerConfig:
             f"acl_file {self.acl_path}",
             f"listener {self.port} {self.host}",
             "protocol mqtt",
+            *self.tls_lines(),
             "persistence true",
             f"persistence_location {self.data_dir}/",
             f"autosave_interval {self.autosave_interval_s}",
