@@ -109,8 +109,8 @@ class Auditor:
         track_level = [fraud.check_after_teleport(points, jumps, pol), fraud.check_low_novelty(points, pol)]
         if self.visual:
             track_level.append(fraud.check_visual_turns(points, yaw, pol))
-        for flags in track_level:
-            for j, flag in flags.items():
+        for by_index in track_level:
+            for j, flag in by_index.items():
                 new_by_row.setdefault(j, []).append(flag)
         now = timezone.now()
         with transaction.atomic():

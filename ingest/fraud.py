@@ -56,7 +56,6 @@ class FraudPolicy:
     static_image_max_change: float = 0.012  # mean |difference| / 255 below which it did not
     static_max_flow: float = 0.002  # median corner displacement / width below which nothing moved
     static_min_corners: int = 40  # ... measured on at least this many tracked corners
-    max_obstruction: float = 0.45  # share of flat tiles (lens cover, smudge) on the server's decode
     session_gap_s: float = 600.0  # frames further apart than this belong to different trips
     novelty_window_s: float = 1800.0  # the loop check looks at trip windows this long
     novelty_min_path_m: float = 900.0  # ... in which the device drove at least this far
@@ -214,13 +213,6 @@ def check_quality(sharpness: float, brightness: float, policy: FraudPolicy) -> l
         return []
     evidence = {"server_sharpness": round(sharpness, 2), "server_brightness": round(brightness, 1)}
     return [Flag(Check.LOW_QUALITY, 0.6, "; ".join(problems), evidence)]
-
-
-def check_obstruction(flat: float, policy: FraudPolicy) -> list[Flag]:
-    """Much of the picture has no texture at all: a covered or smudged lens."""
-    if flat <= policy.max_obstruction:
-        return []
-    return [Flag(Check.LOW_QUALITY, 0.6, f"obstructed ({flat:.0%} of the picture is flat)", {"flat_share": round(flat, 3)})]
 
 
 def image_change(a: np.ndarray, b: np.ndarray) -> float:

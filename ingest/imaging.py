@@ -79,8 +79,8 @@ class VisualMotion:
     """How the camera moved between two frames, from the pictures alone.
 
     `yaw_deg`: rotation about the vertical axis, positive to the right (a compass heading
-    that grows), from the essential matrix of tracked corners; None when too few corners
-    were tracked or the motion was too small to tell. `flow`: median corner displacement
+    that grows): the median change of the tracked corners' horizontal bearing; None when
+    too few corners were tracked or nothing moved. `flow`: median corner displacement
     as a share of the image width. `points`: corners tracked.
     """
 
@@ -90,17 +90,18 @@ class VisualMotion:
 
 
 MIN_TRACKED = 20
-MIN_FLOW_FOR_POSE = 0.004  # below this the essential matrix is noise (a still camera)
+MIN_FLOW_FOR_YAW = 0.004  # below this the camera stood still: no yaw to tell
 
 
 def visual_motion(a: np.ndarray, b: np.ndarray, hfov_deg: float = 120.0) -> VisualMotion:
-    """Track corners from grey frame `a` to grey frame `b` (pyramidal Lucas-Kanade) and
-    recover the camera rotation (pinhole, principal point at the centre, `hfov_deg`)."""
+    """Track corners from grey frame `a` to grey frame `b` (pyramidal Lucas-Kanade, checked
+    forwards and backwards) and estimate the camera's yaw (pinhole, principal point at the
+    centre, `hfov_deg`; real dashcam lenses need undistorting first)."""
     import cv2
 
     if a.shape != b.shape:
         b = cv2.resize(b, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_AREA)
-    h, w = a.shape[:2]
+    w = a.shape[1]
     corners = cv2.goodFeaturesToTrack(a, maxCorners=400, qualityLevel=0.01, minDistance=4, blockSize=5)
     if corners is None or len(corners) < MIN_TRACKED:
         return VisualMotion(None, 0.0, 0 if corners is None else len(corners))
@@ -113,28 +114,14 @@ def visual_motion(a: np.ndarray, b: np.ndarray, hfov_deg: float = 120.0) -> Visu
     if len(p0) < MIN_TRACKED:
         return VisualMotion(None, 0.0, len(p0))
     flow = float(np.median(np.linalg.norm(p1 - p0, axis=1)) / w)
-    if flow < MIN_FLOW_FOR_POSE:
+    if flow < MIN_FLOW_FOR_YAW:
         return VisualMotion(None, flow, len(p0))
+    # Rotation about the vertical axis changes every point's horizontal bearing atan(x / f)
+    # by the same angle; forward motion spreads points outwards on both sides, so the median
+    # bearing change is the camera's yaw (exact for a pure rotation, pinhole model).
     f = (w / 2) / np.tan(np.radians(hfov_deg) / 2)
-    k = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]])
-    e, mask = cv2.findEssentialMat(p0, p1, k, method=cv2.RANSAC, prob=0.999, threshold=1.0)
-    if e is None or e.shape[0] < 3:
-        return VisualMotion(None, flow, len(p0))
-    _, r, _, _ = cv2.recoverPose(e[:3], p0, p1, k, mask=mask)
-    # r maps camera-a coordinates to camera-b ones (x right, y down, z forward); a right
-    # turn of the camera by psi shows as a rotation of the scene by -psi about y.
-    yaw = -float(np.degrees(np.arctan2(r[0, 2], r[2, 2])))
+    cx = (w - 1) / 2
+    change = np.degrees(np.arctan((p0[:, 0] - cx) / f) - np.arctan((p1[:, 0] - cx) / f))
+    yaw = float(np.median(change))
     return VisualMotion(yaw, flow, len(p0))
 
-
-FLAT_TILE_STD = 4.0  # as vision.quality: a tile this flat has no texture (cover, smudge)
-
-
-def flat_share(grey: np.ndarray, grid: int = 8) -> float:
-    """Share of a grid x grid of tiles with almost no texture: an obstructed lens."""
-    h, w = grey.shape[:2]
-    th, tw = h // grid, w // grid
-    if th < 2 or tw < 2:
-        return 0.0
-    tiles = grey[: th * grid, : tw * grid].reshape(grid, th, grid, tw).swapaxes(1, 2).reshape(grid * grid, -1)
-    return float((tiles.astype(np.float32).std(axis=1) < FLAT_TILE_STD).mean())
