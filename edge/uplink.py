@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import ssl
+import sys
 import threading
 import time
 from collections import Counter
@@ -181,8 +182,14 @@ class MqttUplink:
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self.errors["connect_failed"] += 1
+        # paho calls this inside its `except OSError:`, so the reason (refused, timeout,
+        # TLS certificate verify failed ...) is the exception being handled.
+        reason = sys.exc_info()[1]
         logger.warning(
-            "cannot reach broker %s:%d", self.identity.mqtt.host, self.identity.mqtt.port
+            "cannot reach broker %s:%d: %s",
+            self.identity.mqtt.host,
+            self.identity.mqtt.port,
+            reason or "connection failed",
         )
         self._backoff()
 
