@@ -266,13 +266,18 @@ class LocalStack:
     def stats(self) -> dict[str, Any]:
         return dict(self.get_json("/api/v1/stats"))
 
+    @staticmethod
+    def is_service(name: str) -> bool:
+        """Ingest workers and the web server must keep running; clients (edge ...) may end."""
+        return name == "web" or name.startswith("ingest-")
+
     def wait_for(self, condition: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if condition():
                 return
             for name, proc in self.processes.items():
-                if proc.poll() is not None:
+                if self.is_service(name) and proc.poll() is not None:
                     raise StackError(
                         f"{name} exited {proc.returncode} while waiting for {what}:\n{self.log(name)[-3000:]}"
                     )
