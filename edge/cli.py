@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from roadmesh.cli import CommandError
 
 DEFAULT_DEVICE_DIR = Path("~/.roadmesh/device")
+LIVE_SIM_S = 120.0  # length of the simulator's live drive (`--source sim:SEED`)
 CONFIG_FILE = "edge.toml"
 
 logger = logging.getLogger(__name__)
@@ -167,7 +169,6 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from datetime import datetime
 
     from edge.gnss_sources import FeedSource, GnssSource
     from edge.run import EdgeRunner, camera_source, gnss_from_setting
@@ -190,7 +191,8 @@ def _run(args: argparse.Namespace) -> int:
     frames: FrameSource | None
     try:
         if kind == "sim":
-            live = _sim_live(value, identity.device_id)
+            # A live drive happens now (or at --start): the server refuses frames a year old.
+            live = _sim_live(value, identity.device_id, start if args.start else None)
             gnss = FeedSource()
             frames = None
         else:
@@ -224,17 +226,21 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sim_live(value: str, device_id: str):  # type: ignore[no-untyped-def]
+def _sim_live(value: str, device_id: str, start: datetime | None):  # type: ignore[no-untyped-def]
     """The simulator's live drive, behind the `LiveEvents` seam (only if sim/ is installed)."""
     try:
-        from sim.drive import DriveSpec, LiveDrive, default_start
+        from sim.drive import DriveSpec, LiveDrive
     except ImportError as exc:
         raise CommandError(
             f"the simulator's live source is not available in this build: {exc}"
         ) from None
-    seed = int(value or "1")
+    try:
+        seed = int(value or "1")
+    except ValueError:
+        raise CommandError(f"--source sim:{value}: the seed must be an integer") from None
+    when = start or datetime.now(UTC) - timedelta(seconds=LIVE_SIM_S)
     return LiveDrive(
-        DriveSpec(device_id=device_id, seed=seed, start_utc=default_start(seed), duration_s=120.0)
+        DriveSpec(device_id=device_id, seed=seed, start_utc=when, duration_s=LIVE_SIM_S)
     )
 
 

@@ -12,7 +12,8 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,9 @@ from edge.uplink import MqttUplink
 from vision.privacy import Redactor
 
 logger = logging.getLogger(__name__)
+
+# A live drive's frame waits this long (drive time) for the fix after it.
+LIVE_FIX_WAIT_S = 3.0
 
 # Keys of the server's config JSON that map onto settings; anything else is ignored.
 CONFIG_KEYS = {
@@ -250,17 +254,40 @@ class EdgeRunner:
 
     def _frames(
         self, frames: FrameSource | None, gnss: GnssSource | FeedSource, live: LiveEvents | None
-    ):  # type: ignore[no-untyped-def]
+    ) -> Iterator[Captured]:
         if live is not None:
             assert isinstance(gnss, FeedSource)
-            for kind, when, value in live.events():
-                if kind == "nmea":
-                    gnss.feed(value)
-                else:
-                    yield Captured(value, when)
+            yield from self._live_frames(live, gnss)
             return
         assert frames is not None
         yield from frames.frames()
+
+    def _live_frames(self, live: LiveEvents, gnss: FeedSource) -> Iterator[Captured]:
+        """Frames of a live drive, each held back until the fix after it has arrived.
+
+        Events come in time order, so when a frame arrives the receiver has not yet
+        reported the fix that brackets it; without the wait every frame would be `no_fix`.
+        A frame waits at most LIVE_FIX_WAIT_S of drive time (then it goes on, unbracketed).
+        """
+        waiting: deque[Captured] = deque()
+
+        def bracketed(now: float) -> Iterator[Captured]:
+            last = gnss.track.last_time
+            while waiting:
+                t = waiting[0].captured_at.timestamp() + self.settings.clock_offset_s
+                if (last is None or last < t) and now - t < LIVE_FIX_WAIT_S:
+                    return
+                yield waiting.popleft()
+
+        for kind, when, value in live.events():
+            if self.stop_event.is_set():
+                return
+            if kind == "nmea":
+                gnss.feed(value)
+            else:
+                waiting.append(Captured(value, when))
+            yield from bracketed(when.timestamp() + self.settings.clock_offset_s)
+        yield from waiting
 
 
 def camera_source(settings: EdgeSettings) -> CameraSource:

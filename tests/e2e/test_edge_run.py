@@ -188,3 +188,27 @@ def test_a_device_whose_login_is_refused_counts_it_logs_it_and_keeps_running(
     queued = int(status.split("outbox ")[1].split(" ")[0])
     assert queued >= 1  # kept frames wait in the outbox for a working login
     assert stack.device_frames("dev-badpw") == []
+
+
+def test_the_simulators_live_drive_runs_through_edge_run_to_the_server(
+    edge_stack: LocalStack,
+) -> None:
+    stack = edge_stack
+    device_dir = stack.provision("dev-simlive")
+    proc = stack.spawn(
+        "edge-sim",
+        "-v",
+        "edge",
+        "run",
+        "--device-dir",
+        str(device_dir),
+        "--source",
+        "sim:4",
+        **RUN_ENV,
+    )
+    stack.wait_for(lambda: len(stack.device_frames("dev-simlive")) >= 3, 90, "simulated frames")
+    stack.stop_process("edge-sim", signal.SIGTERM)
+    assert proc.returncode == 0, stack.log("edge-sim")[-3000:]
+    frames = stack.device_frames("dev-simlive")
+    assert [f["properties"]["seq"] for f in frames] == list(range(1, len(frames) + 1))
+    assert "Traceback" not in stack.log("edge-sim")
