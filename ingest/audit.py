@@ -21,7 +21,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from ingest import fraud
-from ingest.imaging import ImageDecodeError, reduced_grey, visual_motion
+from ingest.imaging import (
+    CopyMatch,
+    ImageDecodeError,
+    camera_stats,
+    copy_match,
+    orb_features,
+    reduced_grey,
+    visual_motion,
+)
 from ingest.store import ObjectStore
 from webapp.fleet.models import Device, Frame
 
@@ -30,6 +38,8 @@ logger = logging.getLogger(__name__)
 VISUAL_MAX_GAP_S = 5.0
 STATIONARY_LOOKBACK = 200  # frames before this one the stationary check may grow its run over  # compare pictures only of frames this close in time
 EXAMPLES_PER_CHECK = 5
+CAMERA_LOOKBACK = 60  # earlier frames the camera check looks at together with the new ones
+CAMERA_MAX_FRAMES = 300
 
 
 @dataclass
@@ -65,12 +75,44 @@ class Auditor:
 
     def run(self, devices: Iterable[Device] | None = None, *, full: bool = False) -> AuditReport:
         report = AuditReport()
+        audited: list[int] = []
         for device in devices if devices is not None else Device.objects.all().order_by("pk"):
-            self.audit_device(device, report, full=full)
+            audited += self.audit_device(device, report, full=full)
             report.devices += 1
+        if self.visual and audited:
+            self.cross_device(audited, report)
         return report
 
-    def audit_device(self, device: Device, report: AuditReport, *, full: bool = False) -> None:
+    def cross_device(self, frame_ids: list[int], report: AuditReport) -> None:
+        """Frames compared with other devices' frames: uploads of another device's drive
+        (`ingest.copies`). The door's pHash near-duplicate flags that the stronger comparison
+        does not confirm are cleared (score 0, the numbers kept as evidence)."""
+        found = find_copies(frame_ids, self.store, self.policy)
+        changes: dict[int, list[fraud.Flag]] = {}
+        for fid, flag in found.flags.items():
+            changes.setdefault(fid, []).append(flag)
+        now = timezone.now()
+        touched: set[int] = set()
+        with transaction.atomic():
+            ids = set(changes) | set(found.cleared)
+            for fid, dev, flags, state in Frame.objects.filter(pk__in=ids).values_list("id", "device_id", "flags", "state"):
+                merged = fraud.merge_flags([f for f in flags or [] if f.get("check") not in found.cleared.get(fid, {})],
+                                           [*changes.get(fid, []), *found.cleared.get(fid, {}).values()])
+                score = fraud.fraud_score(merged)
+                new_state = state
+                if score >= self.policy.flag_score and state != Frame.State.FLAGGED:
+                    new_state = Frame.State.FLAGGED
+                    report.newly_flagged += 1
+                elif score < self.policy.flag_score and state == Frame.State.FLAGGED:
+                    new_state = Frame.State.ACCEPTED
+                report.by_check.update(f.check for f in changes.get(fid, []))
+                Frame.objects.filter(pk=fid).update(flags=merged, fraud_score=score, state=new_state, audited_at=now)
+                touched.add(dev)
+            for device in Device.objects.filter(pk__in=touched):
+                self.update_trust(device, now)
+
+    def audit_device(self, device: Device, report: AuditReport, *, full: bool = False) -> list[int]:
+        """Audit one device's track; returns the ids of the frames it looked at anew."""
         rows = [
             _Row(i, s, c.timestamp(), la, lo, sha, list(fl or []), st, a is not None)
             for i, s, c, la, lo, sha, fl, st, a in Frame.objects.filter(device=device)
@@ -106,9 +148,14 @@ class Auditor:
             new_by_row.setdefault(i, []).extend(new)
         for j, flags in _still_runs(points, still, pol).items():
             new_by_row.setdefault(j, []).extend(flags)
-        track_level = [fraud.check_after_teleport(points, jumps, pol), fraud.check_low_novelty(points, pol)]
+        cloned = sorted(i for i, f in jumps.items() if f.check == fraud.Check.CLONED_KEY)
+        track_level = [fraud.check_after_teleport(points, jumps, pol), fraud.check_low_novelty(points, pol),
+                       fraud.check_revisits(points, pol), fraud.check_clone_period(points, cloned, pol)]
+        fresh = [i for i, r in enumerate(rows) if full or not r.audited]
         if self.visual:
             track_level.append(fraud.check_visual_turns(points, yaw, pol))
+            if fresh:
+                track_level.append(self._camera(rows, fresh))
         for by_index in track_level:
             for j, flag in by_index.items():
                 new_by_row.setdefault(j, []).append(flag)
@@ -126,6 +173,22 @@ class Auditor:
                 Frame.objects.filter(pk=row.id).update(flags=merged, fraud_score=score, state=state, audited_at=now)
             report.frames += len(new_by_row)
             self.update_trust(device, now)
+        return [rows[i].id for i in fresh]
+
+    def _camera(self, rows: list[_Row], fresh: list[int]) -> dict[int, fraud.Flag]:
+        """The device-level camera check over its new frames and up to CAMERA_LOOKBACK before them."""
+        lo = max(0, fresh[0] - CAMERA_LOOKBACK, len(rows) - CAMERA_MAX_FRAMES)
+        greys: list[np.ndarray] = []
+        for r in rows[lo:]:
+            try:
+                greys.append(reduced_grey(self.store.get(r.sha)))
+            except (KeyError, ImageDecodeError):
+                continue
+        points = [r.point for r in rows[lo:]]
+        flag = fraud.camera_fault(camera_stats(greys), fraud.path_m(points, self.policy), self.policy)
+        if flag is None:
+            return {}
+        return dict.fromkeys(range(lo, len(rows)), flag)
 
     def _visual(self, rows: list[_Row], i: int, greys: _GreyCache, yaw: list[float | None]) -> list[fraud.Flag]:
         """Checks on the pictures: obstruction, and the motion between this frame and the one before."""
@@ -221,3 +284,136 @@ class _GreyCache:
                 logger.warning("image %s missing or unreadable; visual checks skipped", sha)
                 self.items[sha] = None
         return self.items[sha]
+
+
+# -- uploads of another device's drive ---------------------------------------------------------
+@dataclass
+class Copies:
+    flags: dict[int, fraud.Flag] = field(default_factory=dict)  # frame id -> duplicate_drive flag
+    cleared: dict[int, dict[str, fraud.Flag]] = field(default_factory=dict)  # frame id -> check -> score-0 flag
+
+
+@dataclass(frozen=True)
+class _Near:
+    id: int
+    device: int
+    device_name: str
+    t: float
+    received: float
+    lat: float
+    lon: float
+    heading: float | None
+    sha: str
+    flags: tuple[dict[str, object], ...]
+
+
+COPY_CANDIDATES = 40  # other devices' frames compared with one frame at most
+
+
+def find_copies(frame_ids: list[int], store: ObjectStore, pol: fraud.FraudPolicy) -> Copies:
+    """Frames that are another device's pictures re-uploaded (cropped, re-toned, re-encoded).
+
+    Each frame is compared with other devices' frames claimed within `copy_radius_m` and
+    `copy_max_heading_deg` (ingest.imaging.copy_match). A pair of devices with
+    `copy_min_frames` matched frames is one device uploading the other's drive; the device
+    whose matched frames reached the server later is the copier, and every frame of its
+    trips that hold a match is flagged, with the pairs as evidence. A door pHash
+    near-duplicate of another device that the comparison does not confirm is cleared."""
+    feats = _Features(store)
+    rows = {r.id: r for r in _near_rows(Frame.objects.filter(pk__in=frame_ids))}
+    matches: dict[tuple[int, int], dict[tuple[int, int], CopyMatch]] = {}
+    near: dict[int, _Near] = dict(rows)
+    checked: dict[tuple[int, int], CopyMatch] = {}
+    for r in rows.values():
+        dlat = pol.copy_radius_m / 111_000.0
+        dlon = dlat / max(0.1, np.cos(np.radians(r.lat)))
+        cands = _near_rows(Frame.objects.filter(lat__range=(r.lat - dlat, r.lat + dlat), lon__range=(r.lon - dlon, r.lon + dlon))
+                           .exclude(device_id=r.device)[:COPY_CANDIDATES])
+        for c in cands:
+            near.setdefault(c.id, c)
+            if fraud.distance_m(r.lat, r.lon, c.lat, c.lon) > pol.copy_radius_m or not _same_way(r, c, pol):
+                continue
+            key = (min(r.id, c.id), max(r.id, c.id))
+            if key not in checked:
+                checked[key] = feats.compare(r.sha, c.sha)
+            m = checked[key]
+            if m.detail_ncc >= pol.copy_min_ncc and m.inliers >= pol.copy_min_inliers:
+                a, b = near[key[0]], near[key[1]]
+                matches.setdefault((min(a.device, b.device), max(a.device, b.device)), {})[key] = m
+    out = Copies()
+    for (da, db), pairs in matches.items():
+        if len(pairs) < pol.copy_min_frames:
+            continue
+        side = {d: [near[i] for k in pairs for i in k if near[i].device == d] for d in (da, db)}
+        late = max((da, db), key=lambda d: float(np.median([n.received for n in side[d]])))
+        other = db if late == da else da
+        examples = [{"frame": near[k[0] if near[k[0]].device == late else k[1]].id,
+                     "other_frame": near[k[1] if near[k[0]].device == late else k[0]].id,
+                     "detail_ncc": round(m.detail_ncc, 3), "inliers": m.inliers} for k, m in list(pairs.items())[:5]]
+        evidence = {"other_device": side[other][0].device_name, "matched_frames": len(pairs), "examples": examples}
+        flag = fraud.Flag(fraud.Check.DUPLICATE_DRIVE, 0.9, f"{len(pairs)} pictures are another device's, re-uploaded",
+                          evidence)
+        track = _near_rows(Frame.objects.filter(device_id=late).order_by("captured_at", "seq"))
+        points = [fraud.TrackPoint(n.id, 0, n.t, n.lat, n.lon) for n in track]
+        hit = {n.id for n in side[late]}
+        for start, end in fraud.trips(points, pol):
+            if any(points[k].frame_id in hit for k in range(start, end)):
+                for k in range(start, end):
+                    out.flags[track[k].id] = flag
+    for r in rows.values():
+        for f in r.flags:
+            ev: object = f.get("evidence")
+            if f.get("check") != fraud.Check.NEAR_DUPLICATE_IMAGE or not isinstance(ev, dict) or r.id in out.flags:
+                continue
+            other_id = ev.get("other_frame")
+            o = near.get(other_id) if isinstance(other_id, int) else None
+            if o is None:
+                o = next(iter(_near_rows(Frame.objects.filter(pk=other_id))), None) if isinstance(other_id, int) else None
+            if o is None or o.device == r.device:
+                continue  # the same device's picture again (a replay): the door's flag stands
+            m = checked.get((min(r.id, o.id), max(r.id, o.id))) or feats.compare(r.sha, o.sha)
+            if m.detail_ncc < pol.copy_min_ncc:
+                out.cleared.setdefault(r.id, {})[fraud.Check.NEAR_DUPLICATE_IMAGE] = fraud.Flag(
+                    fraud.Check.NEAR_DUPLICATE_IMAGE, 0.0, "cleared by the audit: a different picture of the same place",
+                    {**ev, "detail_ncc": round(m.detail_ncc, 3), "inliers": m.inliers})
+    return out
+
+
+def _same_way(a: _Near, b: _Near, pol: fraud.FraudPolicy) -> bool:
+    if a.heading is None or b.heading is None:
+        return True
+    return abs((a.heading - b.heading + 180) % 360 - 180) <= pol.copy_max_heading_deg
+
+
+def _near_rows(qs: object) -> list[_Near]:
+    fields = ("id", "device_id", "device__device_id", "captured_at", "received_at", "lat", "lon", "heading_deg",
+              "image_sha256", "flags")
+    return [_Near(i, d, dn, c.timestamp(), rc.timestamp(), la, lo, h, sha, tuple(fl or []))
+            for i, d, dn, c, rc, la, lo, h, sha, fl in qs.values_list(*fields)]  # type: ignore[attr-defined]
+
+
+class _Features:
+    """Reduced grey decodes and ORB features of the frames compared in one audit run."""
+
+    def __init__(self, store: ObjectStore, size: int = 4_000) -> None:
+        self.store = store
+        self.size = size
+        self.items: dict[str, tuple[np.ndarray, tuple[np.ndarray, np.ndarray | None]] | None] = {}
+
+    def get(self, sha: str) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray | None]] | None:
+        if sha not in self.items:
+            if len(self.items) >= self.size:
+                self.items.pop(next(iter(self.items)))
+            try:
+                grey = reduced_grey(self.store.get(sha))
+                self.items[sha] = (grey, orb_features(grey))
+            except (KeyError, ImageDecodeError):
+                logger.warning("image %s missing or unreadable; copy check skipped", sha)
+                self.items[sha] = None
+        return self.items[sha]
+
+    def compare(self, a: str, b: str) -> CopyMatch:
+        fa, fb = self.get(a), self.get(b)
+        if fa is None or fb is None:
+            return CopyMatch(0, 0.0)
+        return copy_match(fa[0], fb[0], fa[1], fb[1])

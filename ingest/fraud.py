@@ -14,9 +14,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ingest.imaging import CameraStats
 
 
 class Check:
@@ -34,6 +37,8 @@ class Check:
     TRACK_AFTER_TELEPORT = "track_after_teleport"
     VISUAL_TRACK_MISMATCH = "visual_track_mismatch"
     LOW_NOVELTY = "low_novelty"
+    DUPLICATE_DRIVE = "duplicate_drive"
+    CAMERA_FAULT = "camera_fault"
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,21 @@ class FraudPolicy:
     turn_max_visual_deg: float = 10.0  # ... that the pictures show as less than this rotation
     visual_min_mismatches: int = 2  # contradicted turns in one trip before the trip is flagged
     taint_jump_m: float = 300.0  # an impossible jump this long makes the rest of the trip untrusted
+    revisit_cell_res: int = 12  # H3 resolution of the coverage cells (about 9 m edge)
+    revisit_min_path_m: float = 1_200.0  # a trip must drive this far before its revisits count
+    revisit_after_s: float = 60.0  # a cell (or its neighbour) seen this long before is a revisit
+    revisit_max_share: float = 0.3  # ... and a trip with more revisited frames than this is circling
+    copy_radius_m: float = 15.0  # other devices' frames this close (claimed) are compared as copies
+    copy_max_heading_deg: float = 45.0
+    copy_min_ncc: float = 0.9  # fine-detail correlation of one picture re-encoded (others' < 0.86)
+    copy_min_inliers: int = 40
+    copy_min_frames: int = 3  # matched frames before a device counts as uploading another's drive
+    camera_min_frames: int = 20  # device-level camera checks need this many frames
+    camera_min_path_m: float = 150.0  # ... over this much driving (the scene must change)
+    camera_max_static_dark: float = 0.03  # share of the picture dark and unchanging: obstructed
+    camera_min_sharpness: float = 100.0  # median Laplacian variance (honest ~300-800, blurred lens ~35)
+    camera_dark_brightness: float = 40.0  # median grey below this ...
+    camera_dark_highlights: float = 80.0  # ... with its brightest pixels this dim: underexposed
     flag_score: float = 0.5
 
 
@@ -308,6 +328,92 @@ def check_low_novelty(points: Sequence[TrackPoint], policy: FraudPolicy) -> dict
                     out[k] = flag
             i = j
     return out
+
+
+def check_revisits(points: Sequence[TrackPoint], policy: FraudPolicy) -> dict[int, Flag]:
+    """Coverage novelty: a trip that keeps coming back to cells it already covered.
+
+    Each frame falls in an H3 cell (`revisit_cell_res`); it revisits when that cell or one of
+    its neighbours (GNSS error) was covered by a frame of the same trip at least
+    `revisit_after_s` earlier (a car waiting at a light is not a revisit). A trip that drove
+    `revisit_min_path_m` with more than `revisit_max_share` of its frames revisiting is
+    circling the same blocks: flagged, with distinct cells per km and the revisit share."""
+    import h3
+
+    out: dict[int, Flag] = {}
+    for start, end in trips(points, policy):
+        seg = points[start:end]
+        path = path_m(seg, policy)
+        if path < policy.revisit_min_path_m:
+            continue
+        first_seen: dict[str, float] = {}
+        revisits = 0
+        for p in seg:
+            cell = h3.latlng_to_cell(p.lat, p.lon, policy.revisit_cell_res)
+            seen = [first_seen[c] for c in h3.grid_disk(cell, 1) if c in first_seen]
+            if seen and p.t - min(seen) >= policy.revisit_after_s:
+                revisits += 1
+            first_seen.setdefault(cell, p.t)
+        share = revisits / len(seg)
+        if share <= policy.revisit_max_share:
+            continue
+        ev = {"path_m": round(path), "frames": len(seg), "revisited_frames": revisits, "revisit_share": round(share, 3),
+              "distinct_cells": len(first_seen), "cells_per_km": round(len(first_seen) / (path / 1000), 1),
+              "h3_res": policy.revisit_cell_res}
+        flag = Flag(Check.LOW_NOVELTY, 0.6,
+                    f"{share:.0%} of the frames revisit cells covered earlier in the trip ({path:.0f} m driven)", ev)
+        for k in range(start, end):
+            out[k] = flag
+    return out
+
+
+def check_clone_period(points: Sequence[TrackPoint], cloned: Sequence[int], policy: FraudPolicy) -> dict[int, Flag]:
+    """Every frame of the trips in which the identity reported from two places at once.
+
+    `cloned`: indexes of the frames that carry a cloned-key flag. Neither device's frames
+    can be told apart while both drive, and before or after the overlap the one that drives
+    alone is still one of two devices sharing the key: every frame of a trip (frames less
+    than `session_gap_s` apart) that holds a cloned-key flag is flagged."""
+    out: dict[int, Flag] = {}
+    marked = set(cloned)
+    for start, end in trips(points, policy):
+        inside = sorted(marked.intersection(range(start, end)))
+        if not inside:
+            continue
+        ev = {"period_start": round(points[inside[0]].t, 3), "period_end": round(points[inside[-1]].t, 3),
+              "cloned_frames": len(inside), "frames_in_trip": end - start}
+        flag = Flag(Check.CLONED_KEY, 1.0,
+                    f"one identity in two places at once ({len(inside)} frames); the whole trip is untrusted", ev)
+        for k in range(start, end):
+            out[k] = flag
+    return out
+
+
+def camera_fault(stats: CameraStats, driven_m: float, policy: FraudPolicy) -> Flag | None:
+    """A device whose camera is obstructed, blurred or underexposed over a whole run of frames
+    (`stats`: `ingest.imaging.CameraStats`). Per-frame texture or brightness cannot tell a
+    smudge from sky or a dark street; across frames of a moving car it can."""
+    if stats.frames < policy.camera_min_frames or driven_m < policy.camera_min_path_m:
+        return None
+    problems = []
+    if stats.static_dark_share >= policy.camera_max_static_dark:
+        problems.append(f"obstructed ({stats.static_dark_share:.0%} of the picture dark and unchanging)")
+    if stats.sharpness < policy.camera_min_sharpness:
+        problems.append(f"blurred (median sharpness {stats.sharpness:.0f})")
+    if stats.brightness < policy.camera_dark_brightness and stats.highlights < policy.camera_dark_highlights:
+        problems.append(f"underexposed (median grey {stats.brightness:.0f}, highlights {stats.highlights:.0f})")
+    if not problems:
+        return None
+    ev = {"frames": stats.frames, "path_m": round(driven_m), "static_dark_share": round(stats.static_dark_share, 4),
+          "median_sharpness": round(stats.sharpness, 1), "median_brightness": round(stats.brightness, 1),
+          "median_highlights": round(stats.highlights, 1)}
+    return Flag(Check.CAMERA_FAULT, 0.6, "camera fault: " + "; ".join(problems), ev)
+
+
+def path_m(points: Sequence[TrackPoint], policy: FraudPolicy) -> float:
+    """Distance driven along a track, leaving out impossible legs."""
+    return sum(d for d, v in (implied_speed(a, b, policy.gnss_noise_m) for a, b in itertools.pairwise(points))
+               if v <= policy.max_speed_mps)
 
 
 def bearing_deg(a: TrackPoint, b: TrackPoint) -> float:

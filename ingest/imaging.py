@@ -125,3 +125,110 @@ def visual_motion(a: np.ndarray, b: np.ndarray, hfov_deg: float = 120.0) -> Visu
     yaw = float(np.median(change))
     return VisualMotion(yaw, flow, len(p0))
 
+
+
+# -- a copy of another device's picture ---------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class CopyMatch:
+    """How well picture `a` maps onto picture `b` as the same image (cropped, re-toned, re-encoded).
+
+    `inliers`: ORB matches consistent with one similarity transform (scale, rotation, shift:
+    what a crop and resize do). `detail_ncc`: normalised cross-correlation of the two
+    pictures' fine detail (grey minus its Gaussian blur) after that transform, over the
+    overlap. The same capture keeps its sensor noise, moving objects and exact pose, so its
+    detail correlates far better than another car's picture of the same spot a moment or a
+    day apart (parallax, light, other traffic)."""
+
+    inliers: int
+    detail_ncc: float
+
+
+ORB_FEATURES = 500
+COPY_RANSAC_PX = 1.5
+COPY_MIN_OVERLAP = 0.5
+
+
+def orb_features(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """ORB keypoint positions (N x 2 float32) and descriptors of a reduced grey frame."""
+    import cv2
+
+    orb = cv2.ORB.create(nfeatures=ORB_FEATURES, fastThreshold=10)
+    kps, desc = orb.detectAndCompute(grey, None)
+    return np.array([k.pt for k in kps], dtype=np.float32).reshape(-1, 2), desc
+
+
+def copy_match(
+    a: np.ndarray, b: np.ndarray,
+    fa: tuple[np.ndarray, np.ndarray | None] | None = None, fb: tuple[np.ndarray, np.ndarray | None] | None = None,
+) -> CopyMatch:
+    """Compare two reduced grey frames as possible copies of one picture (see CopyMatch).
+    `fa`/`fb`: their `orb_features`, when already computed."""
+    import cv2
+
+    (pa, da), (pb, db) = fa or orb_features(a), fb or orb_features(b)
+    if da is None or db is None or len(pa) < 10 or len(pb) < 10:
+        return CopyMatch(0, 0.0)
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(da, db)
+    if len(matches) < 10:
+        return CopyMatch(len(matches), 0.0)
+    src = pa[[m.queryIdx for m in matches]]
+    dst = pb[[m.trainIdx for m in matches]]
+    transform, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=COPY_RANSAC_PX)
+    if transform is None or inl is None:
+        return CopyMatch(0, 0.0)
+    size = (b.shape[1], b.shape[0])
+    warped = cv2.warpAffine(_detail(a), transform, size)
+    overlap = cv2.warpAffine(np.ones(a.shape, np.float32), transform, size) > 0.99
+    if overlap.mean() < COPY_MIN_OVERLAP:
+        return CopyMatch(int(inl.sum()), 0.0)
+    x, y = warped[overlap], _detail(b)[overlap]
+    ncc = float((x * y).sum() / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-6))
+    return CopyMatch(int(inl.sum()), ncc)
+
+
+def _detail(grey: np.ndarray) -> np.ndarray:
+    import cv2
+
+    g = grey.astype(np.float32)
+    return g - cv2.GaussianBlur(g, (0, 0), 2.0)
+
+
+# -- a faulty camera, seen over many frames -----------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class CameraStats:
+    """One device's camera over a run of frames (reduced grey decodes, 64x36 thumbnails).
+
+    `static_dark_share`: share of thumbnail pixels that stay dark (mean < 60) and nearly
+    constant (temporal std < 4 grey levels) across the frames: a smudge or cover on the
+    lens, while the scene behind it changes. `sharpness`, `brightness`: medians of the
+    per-frame Laplacian variance and mean grey. `highlights`: median of the per-frame 99th
+    grey percentile (an underexposed sensor never reaches bright values; a night scene
+    still has lamps and headlights)."""
+
+    frames: int
+    static_dark_share: float
+    sharpness: float
+    brightness: float
+    highlights: float
+
+
+THUMB = (64, 36)
+STATIC_STD = 4.0
+STATIC_DARK_MEAN = 60.0
+
+
+def camera_stats(greys: list[np.ndarray]) -> CameraStats:
+    import cv2
+
+    if not greys:
+        return CameraStats(0, 0.0, 0.0, 0.0, 0.0)
+    thumbs = np.stack([cv2.resize(g, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32) for g in greys])
+    static_dark = (thumbs.std(axis=0) < STATIC_STD) & (thumbs.mean(axis=0) < STATIC_DARK_MEAN)
+    facts = [facts_of(g) for g in greys]
+    return CameraStats(
+        frames=len(greys),
+        static_dark_share=float(static_dark.mean()),
+        sharpness=float(np.median([f.sharpness for f in facts])),
+        brightness=float(np.median([f.brightness for f in facts])),
+        highlights=float(np.median([np.percentile(g, 99) for g in greys])),
+    )
