@@ -9,7 +9,7 @@ import numpy as np
 
 from ingest import fraud
 from ingest.fraud import Check, FraudPolicy, TrackPoint
-from ingest.imaging import visual_motion
+from ingest.imaging import camera_stats, copy_match, visual_motion
 
 POL = FraudPolicy()
 LAT0, LON0 = 60.17, 24.94
@@ -121,3 +121,73 @@ def test_visual_motion_recovers_a_camera_turning_right() -> None:
     assert m.yaw_deg is not None and abs(m.yaw_deg - 8) < 1.5
     back = visual_motion(b, a)
     assert back.yaw_deg is not None and abs(back.yaw_deg + 8) < 1.5
+
+
+def _street(noise_seed: int, parallax_seed: int | None = None) -> np.ndarray:
+    """Boxes on a plain ground with sensor noise; `parallax_seed` moves each box a little,
+    as another camera a metre away would see them."""
+    rng = np.random.default_rng(3)
+    jitter = np.random.default_rng(parallax_seed) if parallax_seed is not None else None
+    img = np.full((200, 360), 90, np.uint8)
+    for _ in range(120):
+        x, y = int(rng.integers(0, 350)), int(rng.integers(0, 190))
+        w, h, v = int(rng.integers(5, 30)), int(rng.integers(5, 30)), int(rng.integers(0, 255))
+        if jitter is not None:
+            x, y = x + int(jitter.integers(-2, 3)), y + int(jitter.integers(-2, 3))
+        cv2.rectangle(img, (x, y), (x + w, y + h), v, -1)
+    noise = np.random.default_rng(noise_seed).normal(0, 6, img.shape)
+    return np.clip(img + noise, 0, 255).astype(np.uint8)
+
+
+def test_a_cropped_retoned_reencoded_copy_matches_and_another_cameras_view_of_the_spot_does_not() -> None:
+    a = _street(10)
+    copy = cv2.resize(a[6:-6, 10:-10], (360, 200), interpolation=cv2.INTER_AREA)
+    copy = cv2.convertScaleAbs(copy, alpha=1.05, beta=4)
+    copy = cv2.imdecode(cv2.imencode(".jpg", copy, [cv2.IMWRITE_JPEG_QUALITY, 80])[1], cv2.IMREAD_GRAYSCALE)
+    same = copy_match(a, copy)
+    assert same.detail_ncc >= POL.copy_min_ncc and same.inliers >= POL.copy_min_inliers
+    assert copy_match(a, _street(11, parallax_seed=5)).detail_ncc < POL.copy_min_ncc
+
+
+def _drive(n: int, seed: int = 0) -> list[np.ndarray]:
+    """Frames of a moving car: a different stretch of textured street in each."""
+    wide = _scene(seed)
+    return [np.ascontiguousarray(wide[:180, 20 * i : 20 * i + 320]) for i in range(n)]
+
+
+def test_a_smudge_that_stays_while_the_street_changes_is_an_obstructed_camera() -> None:
+    frames = _drive(30)
+    mask = np.ones((180, 320), np.float32)
+    cv2.circle(mask, (240, 60), 45, 0.15, -1)
+    smudged = [(f * mask).astype(np.uint8) for f in frames]
+    flag = fraud.camera_fault(camera_stats(smudged), 400.0, POL)
+    assert flag is not None and flag.check == Check.CAMERA_FAULT and "obstructed" in flag.reason
+    assert fraud.camera_fault(camera_stats(frames), 400.0, POL) is None
+
+
+def test_a_blurred_or_underexposed_camera_is_a_camera_fault_over_a_drive() -> None:
+    frames = _drive(30)
+    blurred = fraud.camera_fault(camera_stats([cv2.GaussianBlur(f, (0, 0), 2.0) for f in frames]), 400.0, POL)
+    assert blurred is not None and "blurred" in blurred.reason
+    dark = fraud.camera_fault(camera_stats([cv2.convertScaleAbs(f, alpha=0.22) for f in frames]), 400.0, POL)
+    assert dark is not None and "underexposed" in dark.reason
+    assert fraud.camera_fault(camera_stats([cv2.GaussianBlur(f, (0, 0), 2.0) for f in frames]), 50.0, POL) is None
+
+
+def test_every_frame_of_a_trip_with_a_cloned_key_is_flagged_and_other_trips_are_not() -> None:
+    trip = straight(20)
+    later = straight(10, t0=5_000.0)
+    out = fraud.check_clone_period([*trip, *later], [8, 9, 11], POL)
+    assert sorted(out) == list(range(20))
+    assert out[0].check == Check.CLONED_KEY and out[0].evidence["cloned_frames"] == 3
+
+
+def test_driving_round_the_same_block_again_and_again_is_low_novelty_and_a_long_drive_is_not() -> None:
+    # a 100 m x 100 m block, 8 m a frame, one frame a second, six laps
+    lap = [(0.0, 8.0 * k) for k in range(13)] + [(8.0 * k, 100.0) for k in range(13)]
+    lap += [(100.0, 100 - 8.0 * k) for k in range(13)] + [(100 - 8.0 * k, 0.0) for k in range(13)]
+    pts = [at(i, float(i), *lap[i % len(lap)]) for i in range(6 * len(lap))]
+    flags = fraud.check_revisits(pts, POL)
+    assert len(flags) == len(pts) and next(iter(flags.values())).check == Check.LOW_NOVELTY
+    assert next(iter(flags.values())).evidence["revisit_share"] > 0.5
+    assert fraud.check_revisits(straight(300), POL) == {}
