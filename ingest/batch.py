@@ -107,10 +107,7 @@ class _Batch:
                 assert p.signed is not None and p.channel is not None
                 message = p.signed.message
                 device = self.intake.check_device(devices.get(message.device_id), message.device_id)
-                try:
-                    protocol.verify(p.signed, bytes(device.public_key))
-                except protocol.ProtocolError as exc:
-                    raise Rejection(exc.reason, exc.detail, message.device_id, getattr(message, "seq", None)) from None
+                self.intake.check_signature(p, device)  # usually already checked on a prepare thread
                 if isinstance(message, protocol.Frame) and p.channel == protocol.Channel.FRAMES:
                     if p.content_rejection is not None:
                         raise p.content_rejection
@@ -145,10 +142,11 @@ class _Batch:
             self.known[(device.pk, frame.seq)] = (placeholder, sha)
             accepted.append((i, device, frame, p))
         if accepted:
-            keys = self.intake.store.put_many([f.jpeg for _, _, f, _ in accepted])
-            for key, (_, _, frame, _) in zip(keys, accepted, strict=True):
-                if key != frame.image_sha256.hex():  # the protocol already checked this: a store bug
-                    raise RuntimeError(f"store returned key {key} for image {frame.image_sha256.hex()}")
+            # protocol.decode checked each image's SHA-256 against its bytes: the store reuses it
+            shas = [f.image_sha256.hex() for _, _, f, _ in accepted]
+            keys = self.intake.store.put_many([f.jpeg for _, _, f, _ in accepted], keys=shas)
+            if keys != shas:  # a store bug
+                raise RuntimeError(f"store returned keys {keys} for images {shas}")
             self._door_checks(accepted)
             self._insert()
         self._finish()

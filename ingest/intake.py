@@ -88,6 +88,11 @@ class Prepared:
     rejection: Rejection | None = None
     content_rejection: Rejection | None = None
     extra: dict[str, object] = field(default_factory=dict)
+    # The signature checked in `prepare` against a cached device key (off the batch thread):
+    # the key bytes it was checked with and the error (None: valid). `check_signature`
+    # reuses the result only when the registered key is still exactly these bytes.
+    signature_key: bytes | None = None
+    signature_error: protocol.ProtocolError | None = None
 
 
 def h3_cells(lat: float, lon: float) -> tuple[int, int, int]:
@@ -107,6 +112,10 @@ class FrameIntake:
         # Device rows to touch at the end of the transaction, in primary-key order, so two
         # workers committing batches never lock the same device rows in opposite orders.
         self._seen: dict[int, bool | None] = {}
+        # device id -> public key bytes as last read from the database, so `prepare` (on the
+        # worker's prepare threads) can check signatures before the batch looks the device up;
+        # `check_signature` checks again whenever the registered key differs.
+        self.known_keys: dict[str, bytes] = {}
 
     # -- one message, one transaction ----------------------------------------------------
     def handle(self, topic: str, payload: bytes) -> Outcome:
@@ -148,6 +157,13 @@ class FrameIntake:
                 p.topic_device,
             )
             return p
+        key = self.known_keys.get(message.device_id)
+        if key is not None:
+            try:
+                protocol.verify(p.signed, key)
+            except protocol.ProtocolError as exc:
+                p.signature_error = exc
+            p.signature_key = key
         if isinstance(message, protocol.Frame):
             try:
                 p.jpeg = parse_header(message.jpeg, max_side=self.policy.max_side, max_pixels=self.policy.max_pixels)
@@ -166,10 +182,7 @@ class FrameIntake:
             assert p.signed is not None and p.channel is not None
             message = p.signed.message
             device = self._registered_device(message.device_id)
-            try:
-                protocol.verify(p.signed, bytes(device.public_key))
-            except protocol.ProtocolError as exc:
-                raise Rejection(exc.reason, exc.detail, message.device_id, getattr(message, "seq", None)) from None
+            self.check_signature(p, device)
             if isinstance(message, protocol.Frame) and p.channel == protocol.Channel.FRAMES:
                 if p.content_rejection is not None:
                     raise p.content_rejection
@@ -200,6 +213,28 @@ class FrameIntake:
         if device.status != Device.Status.ACTIVE:
             raise Rejection(IntakeReason.REVOKED_DEVICE, f"device {device_id!r} is {device.status}", device_id)
         return device
+
+    def check_signature(self, p: Prepared, device: Device) -> None:
+        """Rejection(bad_signature / bad_field) unless `p` is signed by `device`'s registered key.
+
+        Reuses the check `prepare` made when it was made with exactly this key; otherwise
+        verifies now (and remembers the key for the next messages of the device).
+        """
+        assert p.signed is not None
+        message = p.signed.message
+        key = bytes(device.public_key)
+        if self.known_keys.get(device.device_id) != key:
+            self.known_keys[device.device_id] = key
+        if p.signature_key is not None and p.signature_key == key:
+            error = p.signature_error
+        else:
+            try:
+                protocol.verify(p.signed, key)
+                error = None
+            except protocol.ProtocolError as exc:
+                error = exc
+        if error is not None:
+            raise Rejection(error.reason, error.detail, message.device_id, getattr(message, "seq", None))
 
     def _check_time(self, frame: protocol.Frame) -> None:
         age = time.time() - frame.captured_at_us / 1e6

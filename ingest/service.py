@@ -1,10 +1,12 @@
 """The ingest worker process: MQTT v5 shared subscription -> batches -> FrameIntake -> manual ack.
 
 The no-loss rule: a message is acknowledged only after the transaction holding its row
-(or its rejection record) committed. paho's network thread only queues messages; the
-worker thread takes up to `batch_size` of them (waiting at most `batch_wait_ms` for a
-batch to fill), runs the pure checks, commits the batch in one transaction and then acks
-every message of the batch, in the order received. If anything fails, nothing of the
+(or its rejection record) committed. paho's network thread only queues messages and hands
+each to the prepare threads (`FrameIntake.prepare`: decode, signature against a cached
+device key, JPEG header, reduced decode), so the next batch is prepared while the current
+one commits; the worker thread takes up to `batch_size` of them in the order received
+(waiting at most `batch_wait_ms` for a batch to fill), commits the batch in one
+transaction and then acks every message of the batch, in the order received. If anything fails, nothing of the
 batch is acknowledged and the worker exits non-zero; the messages stay in the broker
 session of this client id and come again when a worker with the same
 ROADMESH_INGEST_CLIENT_ID reconnects (clean_start=False, session expiry one week).
@@ -21,7 +23,7 @@ import signal
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,7 @@ import protocol
 from ingest import metrics
 from ingest.batch import commit_batch
 from ingest.broker import INGEST_USER
-from ingest.intake import FrameIntake, Outcome
+from ingest.intake import FrameIntake, Outcome, Prepared
 from webapp.config import SettingsError, env_int, env_path, env_str
 
 logger = logging.getLogger(__name__)
@@ -112,7 +114,8 @@ class IngestWorker:
         self.connected = threading.Event()
         self.stopping = threading.Event()
         self.last_commit = time.monotonic()
-        self.inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        # each received message with its `prepare` running on the pool, in the order received
+        self.inbox: queue.Queue[tuple[mqtt.MQTTMessage, Future[Prepared]]] = queue.Queue()
         self.pool = ThreadPoolExecutor(settings.prepare_threads, thread_name_prefix="prepare")
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -165,7 +168,7 @@ class IngestWorker:
             logger.warning("disconnected from broker (%s); reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self.inbox.put(msg)
+        self.inbox.put((msg, self.pool.submit(self.intake.prepare, msg.topic, msg.payload)))
 
     def _fail(self, exc: BaseException) -> None:
         if self.fatal is None:
@@ -173,7 +176,7 @@ class IngestWorker:
         self.stopping.set()
 
     # -- the worker thread -------------------------------------------------------------
-    def next_batch(self, timeout_s: float) -> list[mqtt.MQTTMessage]:
+    def next_batch(self, timeout_s: float) -> list[tuple[mqtt.MQTTMessage, Future[Prepared]]]:
         try:
             batch = [self.inbox.get(timeout=timeout_s)]
         except queue.Empty:
@@ -187,10 +190,10 @@ class IngestWorker:
                 break
         return batch
 
-    def process(self, batch: list[mqtt.MQTTMessage]) -> list[Outcome]:
+    def process(self, batch: list[tuple[mqtt.MQTTMessage, Future[Prepared]]]) -> list[Outcome]:
         """Commit the batch in one transaction, then ack each message in order."""
         started = time.perf_counter()
-        prepared = list(self.pool.map(lambda m: self.intake.prepare(m.topic, m.payload), batch))
+        prepared = [future.result() for _, future in batch]
         close_old_connections()
         for attempt in range(1, DB_RETRIES + 1):
             try:
@@ -204,7 +207,7 @@ class IngestWorker:
                     raise
                 logger.warning("batch rolled back (%s); retry %d", str(exc).splitlines()[0], attempt)
                 time.sleep(0.05 * attempt)
-        for msg, outcome in zip(batch, outcomes, strict=True):
+        for (msg, _), outcome in zip(batch, outcomes, strict=True):
             metrics.record(outcome)
             self.counts[outcome.status] += 1
             self.client.ack(msg.mid, msg.qos)
@@ -257,7 +260,7 @@ class IngestWorker:
         finally:
             self.client.disconnect()
             self.client.loop_stop()
-            self.pool.shutdown()
+            self.pool.shutdown(cancel_futures=True)
         if self.fatal is not None:
             raise self.fatal
 

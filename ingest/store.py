@@ -40,8 +40,12 @@ class ObjectStore(Protocol):
         """Store `data` durably and return its key (idempotent)."""
         ...
 
-    def put_many(self, items: Sequence[bytes]) -> list[str]:
-        """`put` for a batch: every object durable when it returns; keys in order."""
+    def put_many(self, items: Sequence[bytes], keys: Sequence[str] | None = None) -> list[str]:
+        """`put` for a batch: every object durable when it returns; keys in order.
+
+        `keys`, when given, are the items' SHA-256 keys already known to the caller (the
+        protocol decoder checked them against the bytes); the store does not hash again.
+        """
         ...
 
     def get(self, key: str) -> bytes:
@@ -87,13 +91,19 @@ class LocalObjectStore:
             raise ObjectStoreError(f"cannot write {target}: {exc}") from exc
         return key
 
-    def put_many(self, items: Sequence[bytes]) -> list[str]:
+    def put_many(self, items: Sequence[bytes], keys: Sequence[str] | None = None) -> list[str]:
         """Write every new object to a temp file, fsync them all at once, then rename them all.
 
         The same guarantee as `put` (the data, then the name, on disk before it returns)
-        with the fsyncs issued together, so the journal commits them as one.
+        with the fsyncs issued together, so the journal commits them as one. `keys`: the
+        items' SHA-256 keys when the caller already verified them (no second hash).
         """
-        keys = [content_key(data) for data in items]
+        if keys is None:
+            keys = [content_key(data) for data in items]
+        else:
+            keys = [check_key(k) for k in keys]
+            if len(keys) != len(items):
+                raise ValueError(f"{len(items)} items but {len(keys)} keys")
         todo: dict[str, bytes] = {}
         for key, data in zip(keys, items, strict=True):
             if key not in todo and not self.path_for(key).exists():
@@ -164,10 +174,10 @@ class S3ObjectStore:
         check_key(key)
         return f"{self.prefix}/{key[:2]}/{key[2:4]}/{key}" if self.prefix else f"{key[:2]}/{key[2:4]}/{key}"
 
-    def put(self, data: bytes) -> str:
+    def put(self, data: bytes, key: str | None = None) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        key = content_key(data)
+        key = content_key(data) if key is None else check_key(key)
         if self.exists(key):
             return key
         try:
@@ -182,10 +192,13 @@ class S3ObjectStore:
             raise ObjectStoreError(f"cannot write s3://{self.bucket}/{self.object_key(key)}: {exc}") from exc
         return key
 
-    def put_many(self, items: Sequence[bytes]) -> list[str]:
-        """Uploads in parallel (an upload is durable when its PUT returns)."""
+    def put_many(self, items: Sequence[bytes], keys: Sequence[str] | None = None) -> list[str]:
+        """Uploads in parallel (an upload is durable when its PUT returns); the PUT carries the
+        SHA-256 checksum, so a wrong known key is refused by the service."""
+        if keys is not None and len(keys) != len(items):
+            raise ValueError(f"{len(items)} items but {len(keys)} keys")
         with ThreadPoolExecutor(SYNC_THREADS) as pool:
-            return list(pool.map(self.put, items))
+            return list(pool.map(self.put, items, keys if keys is not None else [None] * len(items)))
 
     def get(self, key: str) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
