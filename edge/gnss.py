@@ -200,13 +200,25 @@ class Track:
             if a.alt_m is not None and b.alt_m is not None
             else a.alt_m
         )
+        # The receiver's own (Doppler) speed and course are far steadier than differences of
+        # noisy positions: interpolate them where both neighbours carry them.
+        speed = (
+            a.speed_mps + w * (b.speed_mps - a.speed_mps)
+            if a.speed_mps is not None and b.speed_mps is not None
+            else None
+        )
+        course = (
+            (a.course_deg + w * ((b.course_deg - a.course_deg + 180.0) % 360.0 - 180.0)) % 360.0
+            if a.course_deg is not None and b.course_deg is not None
+            else None
+        )
         fix = Fix(
             time=when,
             lat=a.lat + w * (b.lat - a.lat),
             lon=a.lon + w * (b.lon - a.lon),
             alt_m=alt,
-            speed_mps=None,
-            course_deg=None,
+            speed_mps=speed,
+            course_deg=course,
             quality=min(a.quality, b.quality),
             satellites=min(a.satellites, b.satellites),
             hdop=max(a.hdop, b.hdop) if a.hdop is not None and b.hdop is not None else None,

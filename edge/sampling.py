@@ -10,6 +10,7 @@ frames until the trip has gone `trim_m` further, so the end of a trip can be tri
 from __future__ import annotations
 
 import logging
+import statistics
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from edge.settings import EdgeSettings
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+SPEED_WINDOW_S = 5.0  # speeds are judged on their median over this window
 
 
 class PrivacyZones:
@@ -69,6 +72,8 @@ class Sampler:
         self.last_kept_m: float | None = None
         self._last_pos: tuple[float, float] | None = None
         self._last_moving_t: float | None = None
+        self._speeds: deque[tuple[float, float]] = deque()
+        self._moving_since_m: float | None = None
         self.trip_ended = False  # set when a trip ended since the caller last looked
 
     def apply(self, settings: EdgeSettings) -> None:
@@ -85,18 +90,27 @@ class Sampler:
         if not good_fix(fix, s):
             self._idle(t)
             return self._drop("poor_fix")
-        if self._last_pos is not None:
-            self.odometer_m += haversine_m(self._last_pos[0], self._last_pos[1], fix.lat, fix.lon)
-        self._last_pos = (fix.lat, fix.lon)
-        speed = fix.speed_mps if fix.speed_mps is not None else 0.0
-        if speed > s.max_speed_mps:
-            return self._drop("too_fast")
+        now_speed = fix.speed_mps if fix.speed_mps is not None else 0.0
+        speed = self._steady_speed(t, now_speed)
+        last, self._last_pos = self._last_pos, (fix.lat, fix.lon)
+        if now_speed >= s.min_speed_mps:
+            # Standing still, GNSS noise moves the position, not the car: no odometer then.
+            if self._moving_since_m is None:
+                self._moving_since_m = self.odometer_m
+            if last is not None:
+                self.odometer_m += haversine_m(last[0], last[1], fix.lat, fix.lon)
+        else:
+            self._moving_since_m = None
         if speed < s.min_speed_mps:
             self._idle(t)
             return self._drop("stationary")
+        if speed > s.max_speed_mps:
+            return self._drop("too_fast")
         self._last_moving_t = t
-        if self.trip_start_m is None:
-            self.trip_start_m = self.odometer_m
+        if self.trip_start_m is None:  # from where the car really began to move
+            self.trip_start_m = (
+                self._moving_since_m if self._moving_since_m is not None else self.odometer_m
+            )
             logger.info("trip started at odometer %.0f m", self.odometer_m)
         if self.zones.contains(fix.lon, fix.lat):
             return self._drop("privacy_zone")
@@ -108,6 +122,14 @@ class Sampler:
         ):
             return self._drop("spacing")
         return Offer(True, "", self.odometer_m)
+
+    def _steady_speed(self, t: float, speed: float) -> float:
+        """The median speed over the last `SPEED_WINDOW_S`: one noisy sample neither starts
+        nor ends a movement."""
+        self._speeds.append((t, speed))
+        while self._speeds and t - self._speeds[0][0] > SPEED_WINDOW_S:
+            self._speeds.popleft()
+        return float(statistics.median(v for _, v in self._speeds))
 
     def keep(self, offer: Offer) -> None:
         self.last_kept_m = offer.odometer_m

@@ -26,7 +26,8 @@ def track(
 ) -> Track:
     fixes = []
     for s in range(seconds + 1):
-        moving = park_s < s <= seconds - park_end_s
+        # Without a parked start the recording begins at cruising speed.
+        moving = (s > park_s or park_s == 0) and s <= seconds - park_end_s
         d = min(max(0, s - park_s), seconds - park_end_s - park_s) * speed
         fixes.append(
             Fix(
@@ -125,3 +126,27 @@ def test_frames_inside_a_privacy_zone_are_never_kept() -> None:
     start = tr.fixes[0]
     assert kept and all(haversine_m(start.lat, start.lon, k.lat, k.lon) >= 299.0 for k in kept)
     assert sampler.dropped["privacy_zone"] > 800
+
+
+def test_a_parked_car_with_noisy_gnss_keeps_nothing_and_its_odometer_stands_still() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    fixes = [
+        Fix(
+            T0 + timedelta(seconds=s),
+            60.17 + rng.normal(0, 1.5) / M_PER_DEG,  # ~1.5 m of position noise per fix
+            24.94 + rng.normal(0, 1.5) / (M_PER_DEG / 2),
+            18.0,
+            float(abs(rng.normal(0, 0.08))),  # the receiver's Doppler speed while parked
+            float(rng.uniform(0, 360)),
+            1,
+            9,
+            0.9,
+            3,
+        )
+        for s in range(121)
+    ]
+    kept, sampler = run(Track(fixes), EdgeSettings(trim_m=0.0), 120)
+    assert kept == []
+    assert sampler.odometer_m < 8.0  # the odd noisy speed sample may add a step, never a trip
