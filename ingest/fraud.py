@@ -48,6 +48,7 @@ class FraudPolicy:
     gnss_noise_m: float = 15.0  # allowance per position for GNSS error
     max_accel_mps2: float = 12.0  # about 1.2 g, sustained between frames
     clone_window_s: float = 30.0
+    clone_min_frames: int = 3  # cloned-key frames in a trip before the whole trip is flagged (not one GNSS glitch)
     near_duplicate_bits: int = 2  # pHash Hamming distance for "the same picture"
     near_duplicate_same_device_s: float = 120.0  # own frames closer in time than this are not copies
     stationary_radius_m: float = 15.0  # 8 honest frames 8 m apart cannot fit in it
@@ -373,12 +374,12 @@ def check_clone_period(points: Sequence[TrackPoint], cloned: Sequence[int], poli
     `cloned`: indexes of the frames that carry a cloned-key flag. Neither device's frames
     can be told apart while both drive, and before or after the overlap the one that drives
     alone is still one of two devices sharing the key: every frame of a trip (frames less
-    than `session_gap_s` apart) that holds a cloned-key flag is flagged."""
+    than `session_gap_s` apart) that holds `clone_min_frames` cloned-key flags is flagged."""
     out: dict[int, Flag] = {}
     marked = set(cloned)
     for start, end in trips(points, policy):
         inside = sorted(marked.intersection(range(start, end)))
-        if not inside:
+        if len(inside) < policy.clone_min_frames:
             continue
         ev = {"period_start": round(points[inside[0]].t, 3), "period_end": round(points[inside[-1]].t, 3),
               "cloned_frames": len(inside), "frames_in_trip": end - start}
