@@ -12,7 +12,7 @@ from tests.support.postgres import PostgresServer
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
-    """Broker + one ingest worker + web server, on SQLite and on PostgreSQL."""
+    """Broker + one ingest worker + web server, on SQLite and on PostgreSQL (one per module)."""
     database_url = ""
     if request.param == "postgresql":
         server: PostgresServer = request.getfixturevalue("postgres_server")

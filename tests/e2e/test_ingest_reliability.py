@@ -7,39 +7,19 @@ devices are the real edge outbox + uplink (tests.ingest.fleet).
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
 from ingest.broker import free_port
 from roadmesh.stack import LocalStack
-from tests.conftest import traversable_tmpdir
 from tests.ingest.fleet import Fleet
-from tests.support.postgres import PostgresServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 BBOX = "24.0,60.0,26.0,61.0"
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
-    database_url = ""
-    if request.param == "postgresql":
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        database_url = server.create_database("ingest")
-    base = traversable_tmpdir(f"roadmesh-ingest-{request.param}-")
-    stack = LocalStack(run_dir=base, database_url=database_url)
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def stored_seqs(stack: LocalStack, prefix: str) -> dict[str, list[int]]:
