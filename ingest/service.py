@@ -79,9 +79,13 @@ class IngestSettings:
             try:
                 password = password_file.read_text().strip()
             except OSError as exc:
-                raise SettingsError(f"ROADMESH_MQTT_PASSWORD_FILE={password_file}: {exc.strerror}") from None
+                raise SettingsError(
+                    f"ROADMESH_MQTT_PASSWORD_FILE={password_file}: {exc.strerror}"
+                ) from None
         if not password:
-            raise SettingsError("set ROADMESH_MQTT_PASSWORD or ROADMESH_MQTT_PASSWORD_FILE for the ingest login")
+            raise SettingsError(
+                "set ROADMESH_MQTT_PASSWORD or ROADMESH_MQTT_PASSWORD_FILE for the ingest login"
+            )
         tls_ca = env_str("MQTT_TLS_CA", "")
         batch_size = env_int("INGEST_BATCH_SIZE", 50, minimum=1, maximum=1000)
         return cls(
@@ -95,7 +99,9 @@ class IngestSettings:
             keepalive_s=env_int("MQTT_KEEPALIVE", 30, minimum=5, maximum=3600),
             batch_size=batch_size,
             batch_wait_ms=env_int("INGEST_BATCH_WAIT_MS", 20, minimum=0, maximum=5000),
-            receive_maximum=env_int("INGEST_RECEIVE_MAXIMUM", max(200, 2 * batch_size), minimum=1, maximum=65535),
+            receive_maximum=env_int(
+                "INGEST_RECEIVE_MAXIMUM", max(200, 2 * batch_size), minimum=1, maximum=65535
+            ),
             metrics_port=env_int("INGEST_METRICS_PORT", 0, minimum=0, maximum=65535),
             metrics_host=env_str("INGEST_METRICS_HOST", "127.0.0.1"),
             prepare_threads=env_int("INGEST_PREPARE_THREADS", 2, minimum=1, maximum=64),
@@ -143,32 +149,41 @@ class IngestWorker:
         return [protocol.shared_subscription(ch, self.settings.group) for ch in self.CHANNELS]
 
     # -- paho callbacks (network thread): parse and queue only ----------------------------
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
         if reason.is_failure:
             self._fail(IngestFatal(f"broker refused the ingest login: {reason}"))
             return
         self.connected.set()
         logger.info(
             "connected to %s:%d as %s (session present: %s)",
-            self.settings.host, self.settings.port, self.settings.client_id, flags.session_present,
+            self.settings.host,
+            self.settings.port,
+            self.settings.client_id,
+            flags.session_present,
         )
         if not self.stopping.is_set():
             client.subscribe([(topic, 1) for topic in self.topic_filters()])
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any
+    ) -> None:
         failed = [r for r in reasons if r.is_failure]
         if failed:
             self._fail(IngestFatal(f"subscription refused: {failed}"))
             return
         self.subscribed.set()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
         self.connected.clear()
         if reason.is_failure and not self.stopping.is_set():
             logger.warning("disconnected from broker (%s); reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self.inbox.put((msg, self.pool.submit(self.intake.prepare, msg.topic, msg.payload)))
+        self.inbox.put((msg, self.pool.submit(self.intake.prepare, msg.topic, bytes(msg.payload))))
 
     def _fail(self, exc: BaseException) -> None:
         if self.fatal is None:
@@ -185,7 +200,9 @@ class IngestWorker:
         while len(batch) < self.settings.batch_size:
             remaining = deadline - time.monotonic()
             try:
-                batch.append(self.inbox.get(timeout=remaining) if remaining > 0 else self.inbox.get_nowait())
+                batch.append(
+                    self.inbox.get(timeout=remaining) if remaining > 0 else self.inbox.get_nowait()
+                )
             except queue.Empty:
                 break
         return batch
@@ -201,11 +218,15 @@ class IngestWorker:
                     outcomes = commit_batch(self.intake, prepared)
                     self.intake.flush_device_updates()
                 break
-            except OperationalError as exc:  # deadlock / serialization failure: the batch rolled back
+            except (
+                OperationalError
+            ) as exc:  # deadlock / serialization failure: the batch rolled back
                 self.intake.discard_device_updates()
                 if attempt == DB_RETRIES or not _retryable(exc):
                     raise
-                logger.warning("batch rolled back (%s); retry %d", str(exc).splitlines()[0], attempt)
+                logger.warning(
+                    "batch rolled back (%s); retry %d", str(exc).splitlines()[0], attempt
+                )
                 time.sleep(0.05 * attempt)
         for (msg, _), outcome in zip(batch, outcomes, strict=True):
             metrics.record(outcome)
@@ -219,7 +240,9 @@ class IngestWorker:
     def _update_queue_depth(self) -> None:
         from webapp.fleet.models import VisionJob
 
-        metrics.VISION_QUEUE_DEPTH.set(VisionJob.objects.filter(state=VisionJob.State.PENDING).count())
+        metrics.VISION_QUEUE_DEPTH.set(
+            VisionJob.objects.filter(state=VisionJob.State.PENDING).count()
+        )
 
     def run(self) -> None:
         props = Properties(PacketTypes.CONNECT)
@@ -243,8 +266,12 @@ class IngestWorker:
                     idle_since = None
                     try:
                         self.process(batch)
-                    except Exception as exc:  # infrastructure failure: nothing of the batch is acked
-                        logger.exception("could not commit a batch of %d; stopping without ack", len(batch))
+                    except (
+                        Exception
+                    ) as exc:  # infrastructure failure: nothing of the batch is acked
+                        logger.exception(
+                            "could not commit a batch of %d; stopping without ack", len(batch)
+                        )
                         self._fail(IngestFatal(f"processing failed: {exc}"))
                         break
                 elif self.stopping.is_set():
@@ -278,7 +305,12 @@ class IngestWorker:
     def healthy(self) -> tuple[bool, dict[str, Any]]:
         backlog = self.inbox.qsize()
         stalled = backlog > 0 and time.monotonic() - self.last_commit > 60
-        ok = self.fatal is None and self.connected.is_set() and self.subscribed.is_set() and not stalled
+        ok = (
+            self.fatal is None
+            and self.connected.is_set()
+            and self.subscribed.is_set()
+            and not stalled
+        )
         return ok, {
             "status": "ok" if ok else "unhealthy",
             "client_id": self.settings.client_id,
