@@ -70,15 +70,20 @@ def cpu_s(pid: int) -> float:
         return 0.0
 
 
-def publish(stack: LocalStack, device_id: str, frames: int, size: tuple[int, int], quality: int) -> tuple[float, float]:
+def publish(
+    stack: LocalStack, device_id: str, frames: int, size: tuple[int, int], quality: int
+) -> tuple[float, float]:
     """Provision, pre-sign `frames` frames, publish them QoS 1; returns (first publish, all PUBACKed)."""
     device_dir = stack.provision(device_id)
     identity, key = DeviceIdentity.load(device_dir), load_key(device_dir)
     seed = sum(device_id.encode()) % 10_000
     drive = HonestDrive(device_id, key, seed=seed, width=size[0], height=size[1], quality=quality)
     payloads = [drive.payload(s) for s in range(1, frames + 1)]
-    print(f"{device_id}: {frames} frames of {size[0]}x{size[1]}, mean payload"
-          f" {sum(map(len, payloads)) / len(payloads) / 1000:.0f} KB", flush=True)
+    print(
+        f"{device_id}: {frames} frames of {size[0]}x{size[1]}, mean payload"
+        f" {sum(map(len, payloads)) / len(payloads) / 1000:.0f} KB",
+        flush=True,
+    )
     topic = protocol.topic_for(device_id, protocol.Channel.FRAMES)
     acked = threading.Semaphore(0)
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5)
@@ -105,7 +110,9 @@ def frames_of(stack: LocalStack, device_id: str) -> int:
         "from webapp.fleet.models import Frame;"
         f"print(Frame.objects.filter(device__device_id='{device_id}').count())"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=stack.env(), capture_output=True, text=True, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=stack.env(), capture_output=True, text=True, cwd=REPO
+    )
     return int(out.stdout.strip() or 0)
 
 
@@ -119,14 +126,20 @@ def wait_committed(stack: LocalStack, device_id: str, n: int, timeout: float = 6
 
 
 def pids(stack: LocalStack) -> dict[str, int]:
-    out = {name: p.pid for name, p in stack.processes.items() if name.startswith("ingest") and p.poll() is None}
+    out = {
+        name: p.pid
+        for name, p in stack.processes.items()
+        if name.startswith("ingest") and p.poll() is None
+    }
     if stack.broker is not None and stack.broker.process is not None:
         out["mosquitto"] = stack.broker.process.pid
     return out
 
 
 def phase_cpu(before: dict[str, float], procs: dict[str, int]) -> str:
-    return " ".join(f"{k}={cpu_s(pid) - before.get(k, 0.0):.2f}s" for k, pid in sorted(procs.items()))
+    return " ".join(
+        f"{k}={cpu_s(pid) - before.get(k, 0.0):.2f}s" for k, pid in sorted(procs.items())
+    )
 
 
 def main() -> int:
@@ -134,7 +147,9 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=1500)
     ap.add_argument("--database", choices=["sqlite", "postgresql"], default="postgresql")
     ap.add_argument("--size", default="1280x720", help="frame size WxH (default 1280x720, 720p)")
-    ap.add_argument("--quality", type=int, default=70, help="JPEG quality (default 70: about 240 KB at 720p)")
+    ap.add_argument(
+        "--quality", type=int, default=70, help="JPEG quality (default 70: about 240 KB at 720p)"
+    )
     args = ap.parse_args()
     size = (int(args.size.split("x")[0]), int(args.size.split("x")[1]))
     pg = None
@@ -151,8 +166,11 @@ def main() -> int:
         stack.start()
         password = (stack.broker_config.run_dir / "ingest.secret").read_text().strip()
         # Phase 0: bare subscriber.
-        bare = subprocess.Popen([sys.executable, "-c", BARE, str(stack.mqtt_port), password, str(n)],
-                                stdout=subprocess.PIPE, text=True)
+        bare = subprocess.Popen(
+            [sys.executable, "-c", BARE, str(stack.mqtt_port), password, str(n)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert bare.stdout is not None and bare.stdout.readline().strip() == "ready"
         procs = {**pids(stack), "bare": bare.pid}
         before = {k: cpu_s(p) for k, p in procs.items()}
@@ -166,7 +184,10 @@ def main() -> int:
         t_last = float(line.split()[1])
         bare.wait(30)
         rate_bare = n / (t_last - t0)
-        print(f"bare subscriber : {n} frames in {t_last - t0:.2f}s = {rate_bare:.0f}/s; cpu {cpu0}", flush=True)
+        print(
+            f"bare subscriber : {n} frames in {t_last - t0:.2f}s = {rate_bare:.0f}/s; cpu {cpu0}",
+            flush=True,
+        )
         stack.wait_for_frames(n, timeout=600)  # the workers also consume phase 0: let them finish
         # Phase 1: one worker.
         base_frames = stack.stats()["frames"]
@@ -175,7 +196,10 @@ def main() -> int:
         t0, _ = publish(stack, "bench-dev1", n, size, args.quality)
         t1 = wait_committed(stack, "bench-dev1", base_frames + n)
         rate_one = n / (t1 - t0)
-        print(f"one worker      : {n} frames in {t1 - t0:.2f}s = {rate_one:.0f}/s; cpu {phase_cpu(before, procs)}", flush=True)
+        print(
+            f"one worker      : {n} frames in {t1 - t0:.2f}s = {rate_one:.0f}/s; cpu {phase_cpu(before, procs)}",
+            flush=True,
+        )
         # Phase 2: two workers.
         stack.start_ingest_worker(1)
         base_frames = stack.stats()["frames"]
@@ -184,9 +208,16 @@ def main() -> int:
         t0, _ = publish(stack, "bench-dev2", n, size, args.quality)
         t1 = wait_committed(stack, "bench-dev2", base_frames + n)
         rate_two = n / (t1 - t0)
-        print(f"two workers     : {n} frames in {t1 - t0:.2f}s = {rate_two:.0f}/s; cpu {phase_cpu(before, procs)}", flush=True)
-        print(f"database={args.database} cores={os.cpu_count()} frames={n} size={args.size} quality={args.quality}")
-        print(f"RESULT one_worker_vs_bare={rate_one / rate_bare:.2f} two_vs_one={rate_two / rate_one:.2f}")
+        print(
+            f"two workers     : {n} frames in {t1 - t0:.2f}s = {rate_two:.0f}/s; cpu {phase_cpu(before, procs)}",
+            flush=True,
+        )
+        print(
+            f"database={args.database} cores={os.cpu_count()} frames={n} size={args.size} quality={args.quality}"
+        )
+        print(
+            f"RESULT one_worker_vs_bare={rate_one / rate_bare:.2f} two_vs_one={rate_two / rate_one:.2f}"
+        )
     finally:
         stack.stop()
         shutil.rmtree(base, ignore_errors=True)

@@ -74,7 +74,9 @@ def commit_batch(intake: FrameIntake, batch: Sequence[Prepared]) -> list[Outcome
             return _Batch(intake, batch).commit()
     except _Race:
         intake.discard_device_updates()
-        logger.info("a concurrent worker stored a frame of this batch first; committing it message by message")
+        logger.info(
+            "a concurrent worker stored a frame of this batch first; committing it message by message"
+        )
         return [intake.commit(p) for p in batch]
 
 
@@ -97,7 +99,11 @@ class _Batch:
 
     # -- device, signature, content, time: per message, with the devices looked up once ----
     def _verify(self) -> list[tuple[int, Device, protocol.Frame, Prepared]]:
-        ids = {p.signed.message.device_id for p in self.batch if p.rejection is None and p.signed is not None}
+        ids = {
+            p.signed.message.device_id
+            for p in self.batch
+            if p.rejection is None and p.signed is not None
+        }
         devices = {d.device_id: d for d in Device.objects.filter(device_id__in=ids)}
         frames = []
         for i, p in enumerate(self.batch):
@@ -107,14 +113,18 @@ class _Batch:
                 assert p.signed is not None and p.channel is not None
                 message = p.signed.message
                 device = self.intake.check_device(devices.get(message.device_id), message.device_id)
-                self.intake.check_signature(p, device)  # usually already checked on a prepare thread
+                self.intake.check_signature(
+                    p, device
+                )  # usually already checked on a prepare thread
                 if isinstance(message, protocol.Frame) and p.channel == protocol.Channel.FRAMES:
                     if p.content_rejection is not None:
                         raise p.content_rejection
                     self.intake._check_time(message)
                     frames.append((i, device, message, p))
                 else:
-                    self.outcomes[i] = self.intake.commit(p)  # status / telemetry / wrong channel: cheap
+                    self.outcomes[i] = self.intake.commit(
+                        p
+                    )  # status / telemetry / wrong channel: cheap
             except Rejection as rej:
                 self.outcomes[i] = self.intake._reject(p.topic, p.payload, rej)
         return frames
@@ -136,7 +146,9 @@ class _Batch:
                 if seen[1] == sha:
                     self.duplicates[i] = seen[0]
                 else:
-                    self.outcomes[i] = self.intake._reject(p.topic, p.payload, _seq_replay(device, frame))
+                    self.outcomes[i] = self.intake._reject(
+                        p.topic, p.payload, _seq_replay(device, frame)
+                    )
                 continue
             placeholder = -(i + 1)
             self.known[(device.pk, frame.seq)] = (placeholder, sha)
@@ -155,7 +167,9 @@ class _Batch:
         tracks = self._tracks(accepted)
         shas = {f.image_sha256.hex() for _, _, f, _ in accepted}
         same_rows = sorted(
-            Frame.objects.filter(image_sha256__in=shas).values_list("id", "image_sha256", "device_id", "seq", "device__device_id")
+            Frame.objects.filter(image_sha256__in=shas).values_list(
+                "id", "image_sha256", "device_id", "seq", "device__device_id"
+            )
         )
         bands = [phash_bands(p.facts.phash) for _, _, _, p in accepted if p.facts is not None]
         cand_q = reduce(
@@ -165,8 +179,15 @@ class _Batch:
         limit = NEAR_DUPLICATE_CANDIDATES * len(accepted)
         cand_rows = list(
             Frame.objects.filter(cand_q).values_list(
-                "id", "device_id", "captured_at", "phash", "device__device_id",
-                "phash_b0", "phash_b1", "phash_b2", "phash_b3",
+                "id",
+                "device_id",
+                "captured_at",
+                "phash",
+                "device__device_id",
+                "phash_b0",
+                "phash_b1",
+                "phash_b2",
+                "phash_b3",
             )[:limit]
         )
         truncated = len(cand_rows) >= limit
@@ -175,17 +196,29 @@ class _Batch:
             sha = frame.image_sha256.hex()
             fb = phash_bands(p.facts.phash)
             same: SameImage | None = next(
-                ((fid, name, s) for fid, h, d, s, name in same_rows if h == sha and (d, s) != (device.pk, frame.seq)),
+                (
+                    (fid, name, s)
+                    for fid, h, d, s, name in same_rows
+                    if h == sha and (d, s) != (device.pk, frame.seq)
+                ),
                 None,
             )
             if same is None:
                 same = next(
-                    ((n.placeholder, n.device.device_id, n.frame.seq) for n in self.new if n.sha == sha), None
+                    (
+                        (n.placeholder, n.device.device_id, n.frame.seq)
+                        for n in self.new
+                        if n.sha == sha
+                    ),
+                    None,
                 )
             if truncated:  # too many band matches for one query: this frame's own, as `commit` does
                 candidates = list(
                     Frame.objects.filter(
-                        Q(phash_b0=fb[0]) | Q(phash_b1=fb[1]) | Q(phash_b2=fb[2]) | Q(phash_b3=fb[3])
+                        Q(phash_b0=fb[0])
+                        | Q(phash_b1=fb[1])
+                        | Q(phash_b2=fb[2])
+                        | Q(phash_b3=fb[3])
                     ).values_list("id", "device_id", "captured_at", "phash", "device__device_id")[
                         :NEAR_DUPLICATE_CANDIDATES
                     ]
@@ -195,13 +228,20 @@ class _Batch:
                     row[:5] for row in cand_rows if any(row[5 + k] == fb[k] for k in range(4))
                 ][:NEAR_DUPLICATE_CANDIDATES]
             candidates += [
-                (n.placeholder, n.device.pk, n.frame.captured_at, n.prepared.facts.phash if n.prepared.facts else None,
-                 n.device.device_id)
+                (
+                    n.placeholder,
+                    n.device.pk,
+                    n.frame.captured_at,
+                    n.prepared.facts.phash if n.prepared.facts else None,
+                    n.device.device_id,
+                )
                 for n in self.new
                 if any(n.bands[k] == fb[k] for k in range(4))
             ]
             earlier = self._earlier(tracks, device, frame)
-            flags = self.intake.door_flags(device, frame, p.facts, earlier, same, _as_candidates(candidates))
+            flags = self.intake.door_flags(
+                device, frame, p.facts, earlier, same, _as_candidates(candidates)
+            )
             self.new.append(_New(i, device, frame, p, -(i + 1), sha, fb, flags))
 
     def _tracks(
@@ -237,7 +277,9 @@ class _Batch:
         t = frame.captured_at
         rows, cut = tracks[device.pk]
         stored = [r for r in rows if r[2] <= t and r[1] != frame.seq]
-        if cut and len(stored) < RECENT_FRAMES:  # the batch read stopped short of this frame's window
+        if (
+            cut and len(stored) < RECENT_FRAMES
+        ):  # the batch read stopped short of this frame's window
             stored = list(
                 Frame.objects.filter(device=device, captured_at__lte=t)
                 .exclude(seq=frame.seq)
@@ -245,12 +287,20 @@ class _Batch:
                 .values_list("id", "seq", "captured_at", "lat", "lon")[:RECENT_FRAMES]
             )
         pending = [
-            (n.placeholder, n.frame.seq, n.frame.captured_at, n.frame.position.lat, n.frame.position.lon)
+            (
+                n.placeholder,
+                n.frame.seq,
+                n.frame.captured_at,
+                n.frame.position.lat,
+                n.frame.position.lon,
+            )
             for n in self.new
             if n.device.pk == device.pk and n.frame.captured_at <= t and n.frame.seq != frame.seq
         ]
         merged = sorted([*stored, *pending], key=lambda r: r[2], reverse=True)[:RECENT_FRAMES]
-        return [fraud.TrackPoint(i, s, c.timestamp(), la, lo) for i, s, c, la, lo in reversed(merged)]
+        return [
+            fraud.TrackPoint(i, s, c.timestamp(), la, lo) for i, s, c, la, lo in reversed(merged)
+        ]
 
     def _insert(self) -> None:
         rows = [self.intake.frame_row(n.device, n.frame, n.prepared, n.flags) for n in self.new]
@@ -271,7 +321,10 @@ class _Batch:
             assert n.row is not None
             if _patch_placeholders(n.row.flags, ids):
                 patched.append(n.row)
-                n.flags = [fraud.Flag(f["check"], f["score"], f["reason"], f["evidence"]) for f in n.row.flags]
+                n.flags = [
+                    fraud.Flag(f["check"], f["score"], f["reason"], f["evidence"])
+                    for f in n.row.flags
+                ]
         if patched:
             Frame.objects.bulk_update(patched, ["flags"])
         self.ids = ids
@@ -280,7 +333,9 @@ class _Batch:
         ids = self.ids
         for n in self.new:
             assert n.row is not None
-            self.outcomes[n.index] = stored_outcome(n.row.pk, n.frame, n.flags, n.row.state == Frame.State.FLAGGED)
+            self.outcomes[n.index] = stored_outcome(
+                n.row.pk, n.frame, n.flags, n.row.state == Frame.State.FLAGGED
+            )
         for i, fid in self.duplicates.items():
             self.outcomes[i] = Outcome("duplicate", frame_id=ids.get(fid, fid))
 

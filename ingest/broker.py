@@ -350,7 +350,9 @@ class Broker:
         assert self.hold is not None
         config = self.config
         with _passwd_lock(config):
-            if not config.held_passwd_path.exists():  # else: a hold that never ended (crash); keep it
+            if (
+                not config.held_passwd_path.exists()
+            ):  # else: a hold that never ended (crash); keep it
                 full = config.passwd_path.read_text() if config.passwd_path.exists() else ""
                 write_private(config.held_passwd_path, full)
             full = config.held_passwd_path.read_text()

@@ -15,10 +15,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmds = parser.add_subparsers(dest="ingest_command", metavar="SUBCOMMAND")
     run = cmds.add_parser("run", help="run one ingest worker (the default)")
     run.set_defaults(func=_run)
-    audit = cmds.add_parser("audit", help="track-level fraud audit and device trust scores (run periodically)")
-    audit.add_argument("--full", action="store_true", help="re-audit every frame, not only new ones")
-    audit.add_argument("--device", action="append", default=[], help="only this device id (repeatable)")
-    audit.add_argument("--no-visual", action="store_true", help="skip the image-vs-track check (no image reads)")
+    audit = cmds.add_parser(
+        "audit", help="track-level fraud audit and device trust scores (run periodically)"
+    )
+    audit.add_argument(
+        "--full", action="store_true", help="re-audit every frame, not only new ones"
+    )
+    audit.add_argument(
+        "--device", action="append", default=[], help="only this device id (repeatable)"
+    )
+    audit.add_argument(
+        "--no-visual", action="store_true", help="skip the image-vs-track check (no image reads)"
+    )
     audit.set_defaults(func=_audit)
 
     broker = cmds.add_parser("broker", help="the embedded Mosquitto broker")
@@ -70,10 +78,16 @@ def _audit(args: argparse.Namespace) -> int:
     from webapp.fleet.models import Device
 
     devices = Device.objects.filter(device_id__in=args.device) if args.device else None
-    auditor = Auditor(store_from_env(settings.PATHS.image_dir), IntakePolicy.from_env().fraud, visual=not args.no_visual)
+    auditor = Auditor(
+        store_from_env(settings.PATHS.image_dir),
+        IntakePolicy.from_env().fraud,
+        visual=not args.no_visual,
+    )
     report = auditor.run(devices, full=args.full)
     checks = ", ".join(f"{k}={v}" for k, v in sorted(report.by_check.items())) or "none"
-    print(f"audited {report.frames} frames of {report.devices} devices; {report.newly_flagged} newly flagged; flags: {checks}")
+    print(
+        f"audited {report.frames} frames of {report.devices} devices; {report.newly_flagged} newly flagged; flags: {checks}"
+    )
     return 0
 
 
@@ -108,7 +122,11 @@ def _broker_run(args: argparse.Namespace) -> int:
     from ingest.broker import Broker, DeviceHold
     from webapp.config import env_int
 
-    hold_s = args.hold_s if args.hold_s is not None else env_int("BROKER_HOLD_S", 300, minimum=0, maximum=86400)
+    hold_s = (
+        args.hold_s
+        if args.hold_s is not None
+        else env_int("BROKER_HOLD_S", 300, minimum=0, maximum=86400)
+    )
     members = (
         args.hold_members
         if args.hold_members is not None

@@ -41,7 +41,9 @@ def metrics_app(probe: HealthProbe) -> Callable[..., Iterable[bytes]]:
 
 def serve_metrics(host: str, port: int, probe: HealthProbe) -> WSGIServer:
     """Serve /metrics and /healthz from a daemon thread; returns the server (for tests)."""
-    server = make_server(host, port, metrics_app(probe), ThreadingWSGIServer, handler_class=_QuietHandler)
+    server = make_server(
+        host, port, metrics_app(probe), ThreadingWSGIServer, handler_class=_QuietHandler
+    )
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     logger.info("metrics on http://%s:%d/metrics, health on /healthz", host, server.server_port)
     return server

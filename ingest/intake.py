@@ -50,8 +50,12 @@ logger = logging.getLogger(__name__)
 Status = Literal["stored", "duplicate", "rejected", "ignored"]
 RECENT_FRAMES = 24  # the device's frames before this one that the door checks look at
 NEAR_DUPLICATE_CANDIDATES = 200
-SameImage = tuple[int, str, int]  # (frame id, device id, seq) of a stored frame with the same SHA-256
-Candidate = tuple[int, int, datetime, int | None, str]  # (frame id, device pk, captured_at, phash, device id)
+SameImage = tuple[
+    int, str, int
+]  # (frame id, device id, seq) of a stored frame with the same SHA-256
+Candidate = tuple[
+    int, int, datetime, int | None, str
+]  # (frame id, device pk, captured_at, phash, device id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +70,9 @@ class Outcome:
 
 
 class Rejection(Exception):
-    def __init__(self, reason: str, detail: str, device_id: str = "", seq: int | None = None) -> None:
+    def __init__(
+        self, reason: str, detail: str, device_id: str = "", seq: int | None = None
+    ) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -166,12 +172,18 @@ class FrameIntake:
             p.signature_key = key
         if isinstance(message, protocol.Frame):
             try:
-                p.jpeg = parse_header(message.jpeg, max_side=self.policy.max_side, max_pixels=self.policy.max_pixels)
+                p.jpeg = parse_header(
+                    message.jpeg, max_side=self.policy.max_side, max_pixels=self.policy.max_pixels
+                )
                 p.facts = image_facts(message.jpeg)
             except JpegError as exc:
-                p.content_rejection = Rejection(exc.reason, exc.detail, message.device_id, message.seq)
+                p.content_rejection = Rejection(
+                    exc.reason, exc.detail, message.device_id, message.seq
+                )
             except ImageDecodeError as exc:
-                p.content_rejection = Rejection(IntakeReason.UNDECODABLE_IMAGE, str(exc), message.device_id, message.seq)
+                p.content_rejection = Rejection(
+                    IntakeReason.UNDECODABLE_IMAGE, str(exc), message.device_id, message.seq
+                )
         return p
 
     # -- step 2: inside the caller's transaction -----------------------------------------
@@ -209,9 +221,15 @@ class FrameIntake:
     def check_device(device: Device | None, device_id: str) -> Device:
         """The registered, active device, or a Rejection."""
         if device is None:
-            raise Rejection(IntakeReason.UNREGISTERED_DEVICE, f"no device {device_id!r} is registered", device_id)
+            raise Rejection(
+                IntakeReason.UNREGISTERED_DEVICE,
+                f"no device {device_id!r} is registered",
+                device_id,
+            )
         if device.status != Device.Status.ACTIVE:
-            raise Rejection(IntakeReason.REVOKED_DEVICE, f"device {device_id!r} is {device.status}", device_id)
+            raise Rejection(
+                IntakeReason.REVOKED_DEVICE, f"device {device_id!r} is {device.status}", device_id
+            )
         return device
 
     def check_signature(self, p: Prepared, device: Device) -> None:
@@ -234,7 +252,9 @@ class FrameIntake:
             except protocol.ProtocolError as exc:
                 error = exc
         if error is not None:
-            raise Rejection(error.reason, error.detail, message.device_id, getattr(message, "seq", None))
+            raise Rejection(
+                error.reason, error.detail, message.device_id, getattr(message, "seq", None)
+            )
 
     def _check_time(self, frame: protocol.Frame) -> None:
         age = time.time() - frame.captured_at_us / 1e6
@@ -256,7 +276,9 @@ class FrameIntake:
     def _store_frame(self, device: Device, frame: protocol.Frame, p: Prepared) -> Outcome:
         assert p.facts is not None and p.jpeg is not None
         sha = frame.image_sha256.hex()
-        existing = Frame.objects.filter(device=device, seq=frame.seq).only("id", "image_sha256").first()
+        existing = (
+            Frame.objects.filter(device=device, seq=frame.seq).only("id", "image_sha256").first()
+        )
         if existing is not None:
             return self._duplicate_or_replay(device, frame, existing)
         key = self.store.put(frame.jpeg)
@@ -271,13 +293,19 @@ class FrameIntake:
             self._seen.setdefault(device.pk, None)
         except IntegrityError:
             # Another worker stored the same (device, seq) between our check and insert.
-            existing = Frame.objects.filter(device=device, seq=frame.seq).only("id", "image_sha256").first()
+            existing = (
+                Frame.objects.filter(device=device, seq=frame.seq)
+                .only("id", "image_sha256")
+                .first()
+            )
             if existing is None:
                 raise
             return self._duplicate_or_replay(device, frame, existing)
         return stored_outcome(row.pk, frame, flags, row.state == Frame.State.FLAGGED)
 
-    def frame_row(self, device: Device, frame: protocol.Frame, p: Prepared, flags: list[fraud.Flag]) -> Frame:
+    def frame_row(
+        self, device: Device, frame: protocol.Frame, p: Prepared, flags: list[fraud.Flag]
+    ) -> Frame:
         """The unsaved Frame row of a frame that passed the checks, with its flags and state."""
         assert p.facts is not None and p.jpeg is not None
         score = fraud.fraud_score(flags)
@@ -323,7 +351,9 @@ class FrameIntake:
             fraud_score=score,
         )
 
-    def door_checks(self, device: Device, frame: protocol.Frame, sha: str, facts: ImageFacts) -> list[fraud.Flag]:
+    def door_checks(
+        self, device: Device, frame: protocol.Frame, sha: str, facts: ImageFacts
+    ) -> list[fraud.Flag]:
         """Frame-level fraud checks against what is already stored (see ingest.fraud)."""
         rows = (
             Frame.objects.filter(device=device, captured_at__lte=frame.captured_at)
@@ -331,7 +361,9 @@ class FrameIntake:
             .order_by("-captured_at")
             .values_list("id", "seq", "captured_at", "lat", "lon")[:RECENT_FRAMES]
         )
-        earlier = [fraud.TrackPoint(i, s, c.timestamp(), la, lo) for i, s, c, la, lo in reversed(rows)]
+        earlier = [
+            fraud.TrackPoint(i, s, c.timestamp(), la, lo) for i, s, c, la, lo in reversed(rows)
+        ]
         same = (
             Frame.objects.filter(image_sha256=sha)
             .exclude(device=device, seq=frame.seq)
@@ -340,8 +372,11 @@ class FrameIntake:
         )
         b0, b1, b2, b3 = phash_bands(facts.phash)
         candidates = list(
-            Frame.objects.filter(Q(phash_b0=b0) | Q(phash_b1=b1) | Q(phash_b2=b2) | Q(phash_b3=b3))
-            .values_list("id", "device_id", "captured_at", "phash", "device__device_id")[:NEAR_DUPLICATE_CANDIDATES]
+            Frame.objects.filter(
+                Q(phash_b0=b0) | Q(phash_b1=b1) | Q(phash_b2=b2) | Q(phash_b3=b3)
+            ).values_list("id", "device_id", "captured_at", "phash", "device__device_id")[
+                :NEAR_DUPLICATE_CANDIDATES
+            ]
         )
         return self.door_flags(device, frame, facts, earlier, same, candidates)
 
@@ -357,7 +392,9 @@ class FrameIntake:
         """The door's flags from what was looked up: the device's recent track (oldest first),
         a stored frame with the same SHA-256, and the frames sharing a pHash band."""
         pol = self.policy.fraud
-        point = fraud.TrackPoint(None, frame.seq, frame.captured_at_us / 1e6, frame.position.lat, frame.position.lon)
+        point = fraud.TrackPoint(
+            None, frame.seq, frame.captured_at_us / 1e6, frame.position.lat, frame.position.lon
+        )
         flags = fraud.check_motion(point, earlier, pol)
         if not flags:
             flags += fraud.check_acceleration([*earlier[-2:], point], pol)
@@ -365,7 +402,15 @@ class FrameIntake:
         flags += fraud.check_quality(facts.sharpness, facts.brightness, pol)
         if same is not None:
             evidence = {"other_frame": same[0], "other_device": same[1], "other_seq": same[2]}
-            return [*flags, fraud.Flag(fraud.Check.DUPLICATE_IMAGE, 1.0, "this exact image was already submitted", evidence)]
+            return [
+                *flags,
+                fraud.Flag(
+                    fraud.Check.DUPLICATE_IMAGE,
+                    1.0,
+                    "this exact image was already submitted",
+                    evidence,
+                ),
+            ]
         t = frame.captured_at
         window = timedelta(seconds=pol.near_duplicate_same_device_s)
         best: tuple[int, int, str] | None = None
@@ -380,9 +425,19 @@ class FrameIntake:
         if best is None:
             return flags
         evidence = {"other_frame": best[0], "other_device": best[2], "phash_distance": best[1]}
-        return [*flags, fraud.Flag(fraud.Check.NEAR_DUPLICATE_IMAGE, 0.9, "a near copy of an image already submitted", evidence)]
+        return [
+            *flags,
+            fraud.Flag(
+                fraud.Check.NEAR_DUPLICATE_IMAGE,
+                0.9,
+                "a near copy of an image already submitted",
+                evidence,
+            ),
+        ]
 
-    def _duplicate_or_replay(self, device: Device, frame: protocol.Frame, existing: Frame) -> Outcome:
+    def _duplicate_or_replay(
+        self, device: Device, frame: protocol.Frame, existing: Frame
+    ) -> Outcome:
         if existing.image_sha256 == frame.image_sha256.hex():
             return Outcome("duplicate", frame_id=existing.pk)
         raise Rejection(
@@ -412,7 +467,9 @@ class FrameIntake:
         return Outcome("rejected", reason=str(rej.reason), detail=rej.detail)
 
 
-def stored_outcome(frame_id: int, frame: protocol.Frame, flags: list[fraud.Flag], flagged: bool) -> Outcome:
+def stored_outcome(
+    frame_id: int, frame: protocol.Frame, flags: list[fraud.Flag], flagged: bool
+) -> Outcome:
     return Outcome(
         "stored",
         frame_id=frame_id,

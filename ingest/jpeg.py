@@ -44,7 +44,9 @@ class JpegInfo:
         return self.width * self.height
 
 
-def parse_header(data: bytes, *, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS) -> JpegInfo:
+def parse_header(
+    data: bytes, *, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS
+) -> JpegInfo:
     """Dimensions from the first SOF segment; JpegError(BAD_JPEG | IMAGE_TOO_LARGE) otherwise."""
     if len(data) < 4 or data[0] != 0xFF or data[1] != 0xD8:
         raise JpegError(IntakeReason.BAD_JPEG, "does not start with the JPEG SOI marker")
@@ -87,9 +89,13 @@ def _sof(body: bytes, marker: int, max_side: int, max_pixels: int) -> JpegInfo:
     if marker not in (0xC0, 0xC1, 0xC2):
         raise JpegError(IntakeReason.BAD_JPEG, f"unsupported JPEG process SOF{marker - 0xC0}")
     if precision != 8 or components not in (1, 3) or len(body) < 6 + 3 * components:
-        raise JpegError(IntakeReason.BAD_JPEG, f"{precision}-bit, {components} components is not a camera frame")
+        raise JpegError(
+            IntakeReason.BAD_JPEG, f"{precision}-bit, {components} components is not a camera frame"
+        )
     if width < MIN_SIDE or height < MIN_SIDE:
-        raise JpegError(IntakeReason.BAD_JPEG, f"{width}x{height} is too small (or zero) for a frame")
+        raise JpegError(
+            IntakeReason.BAD_JPEG, f"{width}x{height} is too small (or zero) for a frame"
+        )
     if width > max_side or height > max_side or width * height > max_pixels:
         raise JpegError(
             IntakeReason.IMAGE_TOO_LARGE,

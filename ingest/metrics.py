@@ -10,17 +10,25 @@ if TYPE_CHECKING:
     from ingest.intake import Outcome
 
 FRAMES_ACCEPTED = Counter("roadmesh_frames_accepted_total", "Frames stored")
-FRAMES_FLAGGED = Counter("roadmesh_frames_flagged_total", "Frames stored as flagged (excluded from rewards)")
-FRAMES_DUPLICATE = Counter("roadmesh_frames_duplicate_total", "Frames received again and not stored twice")
+FRAMES_FLAGGED = Counter(
+    "roadmesh_frames_flagged_total", "Frames stored as flagged (excluded from rewards)"
+)
+FRAMES_DUPLICATE = Counter(
+    "roadmesh_frames_duplicate_total", "Frames received again and not stored twice"
+)
 MESSAGES_REJECTED = Counter("roadmesh_messages_rejected_total", "Messages rejected", ["reason"])
-FRAUD_FLAGS = Counter("roadmesh_fraud_flags_total", "Fraud and plausibility flags raised", ["check"])
+FRAUD_FLAGS = Counter(
+    "roadmesh_fraud_flags_total", "Fraud and plausibility flags raised", ["check"]
+)
 CAPTURE_TO_COMMIT = Histogram(
     "roadmesh_capture_to_commit_seconds",
     "Lag from capture on the device to the committed row",
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86400),
 )
 BATCH_SIZE = Histogram(
-    "roadmesh_ingest_batch_messages", "Messages per committed batch", buckets=(1, 2, 5, 10, 20, 50, 100, 200)
+    "roadmesh_ingest_batch_messages",
+    "Messages per committed batch",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200),
 )
 BATCH_SECONDS = Histogram(
     "roadmesh_ingest_batch_seconds",
@@ -28,7 +36,9 @@ BATCH_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 VISION_QUEUE_DEPTH = Gauge("roadmesh_vision_jobs_pending", "Vision jobs waiting for a worker")
-INBOX_DEPTH = Gauge("roadmesh_ingest_inbox_messages", "Messages received and not yet committed by this worker")
+INBOX_DEPTH = Gauge(
+    "roadmesh_ingest_inbox_messages", "Messages received and not yet committed by this worker"
+)
 
 
 def record(outcome: Outcome) -> None:

@@ -23,5 +23,7 @@ class IntakePolicy:
             max_future_s=env_int("INGEST_MAX_FUTURE_S", 300, minimum=0, maximum=86400),
             max_age_s=env_int("INGEST_MAX_AGE_DAYS", 365, minimum=1, maximum=36500) * 86400,
             max_side=env_int("INGEST_MAX_IMAGE_SIDE", MAX_SIDE, minimum=64, maximum=65535),
-            max_pixels=env_int("INGEST_MAX_IMAGE_PIXELS", MAX_PIXELS, minimum=4096, maximum=400_000_000),
+            max_pixels=env_int(
+                "INGEST_MAX_IMAGE_PIXELS", MAX_PIXELS, minimum=4096, maximum=400_000_000
+            ),
         )

@@ -133,7 +133,9 @@ class LocalObjectStore:
                     os.close(fd)
                     Path(tmp).unlink(missing_ok=True)
         except OSError as exc:
-            raise ObjectStoreError(f"cannot write {len(todo)} objects under {self.root}: {exc}") from exc
+            raise ObjectStoreError(
+                f"cannot write {len(todo)} objects under {self.root}: {exc}"
+            ) from exc
         return keys
 
     def get(self, key: str) -> bytes:
@@ -161,7 +163,9 @@ class S3ObjectStore:
     PUT carries the SHA-256 checksum, which the service verifies before it stores the object.
     """
 
-    def __init__(self, bucket: str, *, prefix: str = "images", client: Any = None, **client_args: Any) -> None:
+    def __init__(
+        self, bucket: str, *, prefix: str = "images", client: Any = None, **client_args: Any
+    ) -> None:
         if client is None:
             import boto3
 
@@ -172,7 +176,11 @@ class S3ObjectStore:
 
     def object_key(self, key: str) -> str:
         check_key(key)
-        return f"{self.prefix}/{key[:2]}/{key[2:4]}/{key}" if self.prefix else f"{key[:2]}/{key[2:4]}/{key}"
+        return (
+            f"{self.prefix}/{key[:2]}/{key[2:4]}/{key}"
+            if self.prefix
+            else f"{key[:2]}/{key[2:4]}/{key}"
+        )
 
     def put(self, data: bytes, key: str | None = None) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -189,7 +197,9 @@ class S3ObjectStore:
                 ChecksumSHA256=base64.b64encode(bytes.fromhex(key)).decode(),
             )
         except (BotoCoreError, ClientError) as exc:
-            raise ObjectStoreError(f"cannot write s3://{self.bucket}/{self.object_key(key)}: {exc}") from exc
+            raise ObjectStoreError(
+                f"cannot write s3://{self.bucket}/{self.object_key(key)}: {exc}"
+            ) from exc
         return key
 
     def put_many(self, items: Sequence[bytes], keys: Sequence[str] | None = None) -> list[str]:
@@ -198,7 +208,9 @@ class S3ObjectStore:
         if keys is not None and len(keys) != len(items):
             raise ValueError(f"{len(items)} items but {len(keys)} keys")
         with ThreadPoolExecutor(SYNC_THREADS) as pool:
-            return list(pool.map(self.put, items, keys if keys is not None else [None] * len(items)))
+            return list(
+                pool.map(self.put, items, keys if keys is not None else [None] * len(items))
+            )
 
     def get(self, key: str) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -209,9 +221,13 @@ class S3ObjectStore:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise KeyError(key) from None
-            raise ObjectStoreError(f"cannot read s3://{self.bucket}/{self.object_key(key)}: {exc}") from exc
+            raise ObjectStoreError(
+                f"cannot read s3://{self.bucket}/{self.object_key(key)}: {exc}"
+            ) from exc
         except BotoCoreError as exc:
-            raise ObjectStoreError(f"cannot read s3://{self.bucket}/{self.object_key(key)}: {exc}") from exc
+            raise ObjectStoreError(
+                f"cannot read s3://{self.bucket}/{self.object_key(key)}: {exc}"
+            ) from exc
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -222,9 +238,13 @@ class S3ObjectStore:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
                 return False
-            raise ObjectStoreError(f"cannot check s3://{self.bucket}/{self.object_key(key)}: {exc}") from exc
+            raise ObjectStoreError(
+                f"cannot check s3://{self.bucket}/{self.object_key(key)}: {exc}"
+            ) from exc
         except BotoCoreError as exc:
-            raise ObjectStoreError(f"cannot check s3://{self.bucket}/{self.object_key(key)}: {exc}") from exc
+            raise ObjectStoreError(
+                f"cannot check s3://{self.bucket}/{self.object_key(key)}: {exc}"
+            ) from exc
 
 
 def store_from_env(local_root: Path) -> ObjectStore:

@@ -32,21 +32,31 @@ def stored_seqs(stack: LocalStack, prefix: str) -> dict[str, list[int]]:
     return {k: sorted(v) for k, v in seqs.items()}
 
 
-def assert_stored_exactly_once(stack: LocalStack, fleet: Fleet, prefix: str, timeout: float = 60) -> None:
+def assert_stored_exactly_once(
+    stack: LocalStack, fleet: Fleet, prefix: str, timeout: float = 60
+) -> None:
     expected = fleet.sent
     total = sum(len(v) for v in expected.values())
     stack.wait_for(
-        lambda: sum(len(v) for v in stored_seqs(stack, prefix).values()) >= total, timeout, f"{total} frames"
+        lambda: sum(len(v) for v in stored_seqs(stack, prefix).values()) >= total,
+        timeout,
+        f"{total} frames",
     )
     time.sleep(0.5)  # anything stored twice would show up now
     stored = stored_seqs(stack, prefix)
     for device, seqs in expected.items():
         doubles = [s for s, n in Counter(stored.get(device, [])).items() if n > 1]
         assert not doubles, f"{device}: stored twice: {doubles}"
-        assert stored.get(device, []) == seqs, f"{device}: missing {sorted(set(seqs) - set(stored.get(device, [])))}"
+        assert stored.get(device, []) == seqs, (
+            f"{device}: missing {sorted(set(seqs) - set(stored.get(device, [])))}"
+        )
     body = stack.get_json(f"/api/v1/frames?bbox={BBOX}&limit=10000")
-    flagged = [f for f in body["features"] if f["properties"]["device"].startswith(prefix + "-")
-               and f["properties"]["state"] == "flagged"]
+    flagged = [
+        f
+        for f in body["features"]
+        if f["properties"]["device"].startswith(prefix + "-")
+        and f["properties"]["state"] == "flagged"
+    ]
     assert not flagged, f"honest frames flagged: {flagged[:3]}"
 
 
@@ -64,7 +74,9 @@ def test_every_frame_is_stored_once_when_the_broker_restarts_mid_stream_under_tw
         streaming = fleet.stream_in_background(frames_per_device=40, rate_per_device=10)
         time.sleep(2.0)
         stack.restart_broker(down_s=1.5)
-        assert stack.broker is not None and not stack.broker.released.is_set(), "devices were not held off"
+        assert stack.broker is not None and not stack.broker.released.is_set(), (
+            "devices were not held off"
+        )
         stack.wait_devices_let_in(30)
         streaming.join()
         fleet.drain(90)
@@ -75,7 +87,9 @@ def test_every_frame_is_stored_once_when_the_broker_restarts_mid_stream_under_tw
         stack.stop_process("ingest-1")
 
 
-def test_mosquitto_forgets_shared_subscriptions_of_offline_sessions_on_restart(stack: LocalStack) -> None:
+def test_mosquitto_forgets_shared_subscriptions_of_offline_sessions_on_restart(
+    stack: LocalStack,
+) -> None:
     """Pins the broker behaviour docs/ingest.md builds on; when it fails, Mosquitto was fixed."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
@@ -88,7 +102,9 @@ def test_mosquitto_forgets_shared_subscriptions_of_offline_sessions_on_restart(s
     got: dict[str, list[bytes]] = {"plain": [], "shared": []}
 
     def session(kind: str, subscribe: bool) -> mqtt.Client:
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{kind}", protocol=mqtt.MQTTv5)
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"probe-{kind}", protocol=mqtt.MQTTv5
+        )
         c.username_pw_set(INGEST_USER, password)
         c.on_message = lambda _c, _u, m: got[kind].append(m.payload)
         props = Properties(PacketTypes.CONNECT)
@@ -106,7 +122,9 @@ def test_mosquitto_forgets_shared_subscriptions_of_offline_sessions_on_restart(s
         c.disconnect()
         c.loop_stop()
     stack.restart_broker(down_s=0.5)
-    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="probe-pub", protocol=mqtt.MQTTv5)
+    publisher = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id="probe-pub", protocol=mqtt.MQTTv5
+    )
     publisher.username_pw_set(INGEST_USER, password)
     publisher.connect("127.0.0.1", stack.mqtt_port)
     publisher.loop_start()
@@ -125,7 +143,9 @@ def test_mosquitto_forgets_shared_subscriptions_of_offline_sessions_on_restart(s
 def test_every_frame_is_stored_once_when_a_worker_is_killed_mid_batch(stack: LocalStack) -> None:
     # Slow batches (up to 0.5 s to fill) make sure the kill lands with uncommitted work in hand.
     stack.stop_process("ingest-0")
-    stack.start_ingest_worker(0, ROADMESH_INGEST_BATCH_WAIT_MS="500", ROADMESH_INGEST_BATCH_SIZE="100")
+    stack.start_ingest_worker(
+        0, ROADMESH_INGEST_BATCH_WAIT_MS="500", ROADMESH_INGEST_BATCH_SIZE="100"
+    )
     fleet = Fleet(stack, "kill", 3, seed=2)
     try:
         streaming = fleet.stream_in_background(frames_per_device=40, rate_per_device=10)
@@ -157,9 +177,14 @@ def test_two_workers_share_the_stream_and_store_every_frame_once(stack: LocalSta
                 assert resp.status == 200 and json.loads(resp.read())["connected"] is True
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
                 text = resp.read().decode()
-            line = next(x for x in text.splitlines() if x.startswith("roadmesh_frames_accepted_total "))
+            line = next(
+                x for x in text.splitlines() if x.startswith("roadmesh_frames_accepted_total ")
+            )
             accepted.append(float(line.split()[1]))
-            assert "roadmesh_vision_jobs_pending" in text and "roadmesh_capture_to_commit_seconds_bucket" in text
+            assert (
+                "roadmesh_vision_jobs_pending" in text
+                and "roadmesh_capture_to_commit_seconds_bucket" in text
+            )
         assert all(n > 0 for n in accepted), f"one worker got nothing: {accepted}"
         assert sum(accepted) >= 120
     finally:

@@ -150,3 +150,13 @@ def test_a_parked_car_with_noisy_gnss_keeps_nothing_and_its_odometer_stands_stil
     kept, sampler = run(Track(fixes), EdgeSettings(trim_m=0.0), 120)
     assert kept == []
     assert sampler.odometer_m < 8.0  # the odd noisy speed sample may add a step, never a trip
+
+
+def test_at_the_simulators_five_frames_a_second_it_keeps_the_frame_nearest_each_eight_metres() -> (
+    None
+):
+    kept, _ = run(track(120, 10.0), EdgeSettings(), 120, fps=5.0)
+    gaps = spacing(kept)
+    assert len(gaps) > 100
+    assert all(7.0 <= g <= 9.0 for g in gaps), (min(gaps), max(gaps))
+    assert sum(gaps) / len(gaps) == pytest.approx(8.0, abs=0.3)

@@ -71,7 +71,9 @@ class Fleet:
         for t in threads:
             t.join()
 
-    def stream_in_background(self, frames_per_device: int, rate_per_device: float) -> threading.Thread:
+    def stream_in_background(
+        self, frames_per_device: int, rate_per_device: float
+    ) -> threading.Thread:
         thread = threading.Thread(target=self.stream, args=(frames_per_device, rate_per_device))
         thread.start()
         return thread
@@ -83,7 +85,9 @@ class Fleet:
             while d.uplink.refused_login is not None and time.monotonic() < deadline:
                 d.uplink.connected.wait(0.2)
             left = max(1.0, deadline - time.monotonic())
-            assert d.uplink.drain(left), f"{d.device_id}: outbox not empty after {timeout_s}s: {d.outbox.depth()}"
+            assert d.uplink.drain(left), (
+                f"{d.device_id}: outbox not empty after {timeout_s}s: {d.outbox.depth()}"
+            )
             assert not d.outbox.refused(), d.outbox.refused()
 
     @property

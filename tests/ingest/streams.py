@@ -66,8 +66,13 @@ def make_frame(
         seq=seq,
         captured_at_us=t_us,
         position=protocol.Position(
-            lat=lat, lon=lon, heading_deg=heading_deg, speed_mps=speed_mps,
-            fix=protocol.FixType.FIX_3D, satellites=10, hdop=0.8,
+            lat=lat,
+            lon=lon,
+            heading_deg=heading_deg,
+            speed_mps=speed_mps,
+            fix=protocol.FixType.FIX_3D,
+            satellites=10,
+            hdop=0.8,
         ),
         camera_id="cam0",
         intrinsics_ref="synthetic",
@@ -102,7 +107,15 @@ class HonestDrive:
         metres = (seq - 1) * self.speed_mps * self.interval_s
         lat, lon = offset(self.lat, self.lon, 0.0, metres)
         t_us = self.start_us + int((seq - 1) * self.interval_s * 1e6)
-        return make_frame(self.device_id, seq, t_us, lat, lon, frame_jpeg(self.strip, metres, self.quality, self.width), self.speed_mps)
+        return make_frame(
+            self.device_id,
+            seq,
+            t_us,
+            lat,
+            lon,
+            frame_jpeg(self.strip, metres, self.quality, self.width),
+            self.speed_mps,
+        )
 
     def payload(self, seq: int) -> bytes:
         return protocol.encode(self.frame(seq), self.key)

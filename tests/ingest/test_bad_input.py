@@ -56,15 +56,22 @@ def assert_rejected(outcome: object, reason: str | None = None) -> None:
         assert outcome.reason == reason  # type: ignore[attr-defined]
 
 
-@settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(payload=st.binary(max_size=4096), topic=st.sampled_from([TOPIC, "devices/dev-bad/telemetry", "x/y", ""]))
+@settings(
+    max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    payload=st.binary(max_size=4096),
+    topic=st.sampled_from([TOPIC, "devices/dev-bad/telemetry", "x/y", ""]),
+)
 def test_random_bytes_on_any_topic_are_only_ever_rejected_with_a_reason(
     intake: FrameIntake, device: Device, payload: bytes, topic: str
 ) -> None:
     assert_rejected(intake.handle(topic, payload))
 
 
-@settings(max_examples=200, deadline=3000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200, deadline=3000, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_mutated_signed_envelopes_are_rejected_or_stored_never_crash(
     intake: FrameIntake, device: Device, key: Ed25519PrivateKey, data: st.DataObject
@@ -86,16 +93,24 @@ def test_mutated_signed_envelopes_are_rejected_or_stored_never_crash(
         assert outcome.reason in KNOWN_REASONS
 
 
-def test_a_truncated_payload_is_rejected_as_truncated(intake: FrameIntake, device: Device, key: Ed25519PrivateKey) -> None:
+def test_a_truncated_payload_is_rejected_as_truncated(
+    intake: FrameIntake, device: Device, key: Ed25519PrivateKey
+) -> None:
     payload = protocol.encode(now_frame(), key)
     assert_rejected(intake.handle(TOPIC, payload[: len(payload) // 2]), "truncated")
 
 
-def test_an_oversized_payload_is_rejected_before_any_decoding(intake: FrameIntake, device: Device) -> None:
-    assert_rejected(intake.handle(TOPIC, b"RM\x01\x01" + b"\x00" * (protocol.MAX_FRAME_BYTES + 10)), "oversized")
+def test_an_oversized_payload_is_rejected_before_any_decoding(
+    intake: FrameIntake, device: Device
+) -> None:
+    assert_rejected(
+        intake.handle(TOPIC, b"RM\x01\x01" + b"\x00" * (protocol.MAX_FRAME_BYTES + 10)), "oversized"
+    )
 
 
-def test_a_frame_with_a_tampered_image_is_rejected(intake: FrameIntake, device: Device, key: Ed25519PrivateKey) -> None:
+def test_a_frame_with_a_tampered_image_is_rejected(
+    intake: FrameIntake, device: Device, key: Ed25519PrivateKey
+) -> None:
     payload = bytearray(protocol.encode(now_frame(), key))
     at = bytes(payload).index(JPEG) + len(JPEG) // 2
     payload[at] ^= 0x55
@@ -104,36 +119,68 @@ def test_a_frame_with_a_tampered_image_is_rejected(intake: FrameIntake, device: 
 
 
 def test_a_frame_signed_with_the_wrong_key_is_rejected(intake: FrameIntake, device: Device) -> None:
-    assert_rejected(intake.handle(TOPIC, protocol.encode(now_frame(), protocol.generate_private_key())), "bad_signature")
+    assert_rejected(
+        intake.handle(TOPIC, protocol.encode(now_frame(), protocol.generate_private_key())),
+        "bad_signature",
+    )
 
 
-@pytest.mark.parametrize("topic", ["devices/dev-bad/config", "devices/dev-bad/frames/x", "devices/DEV/frames", "other/dev-bad/frames"])
-def test_a_frame_on_a_wrong_topic_is_rejected(intake: FrameIntake, device: Device, key: Ed25519PrivateKey, topic: str) -> None:
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "devices/dev-bad/config",
+        "devices/dev-bad/frames/x",
+        "devices/DEV/frames",
+        "other/dev-bad/frames",
+    ],
+)
+def test_a_frame_on_a_wrong_topic_is_rejected(
+    intake: FrameIntake, device: Device, key: Ed25519PrivateKey, topic: str
+) -> None:
     assert_rejected(intake.handle(topic, protocol.encode(now_frame(), key)))
 
 
 def test_a_signed_frame_whose_jpeg_is_not_a_jpeg_is_rejected_as_bad_jpeg(
     intake: FrameIntake, device: Device, key: Ed25519PrivateKey
 ) -> None:
-    assert_rejected(intake.handle(TOPIC, protocol.encode(now_frame(jpeg=b"\xff\xd8\xff\xfe\x00\x04hi" + b"\xff\xd9"), key)), "bad_jpeg")
+    assert_rejected(
+        intake.handle(
+            TOPIC, protocol.encode(now_frame(jpeg=b"\xff\xd8\xff\xfe\x00\x04hi" + b"\xff\xd9"), key)
+        ),
+        "bad_jpeg",
+    )
 
 
-def test_a_decompression_bomb_is_refused_from_its_header(intake: FrameIntake, device: Device, key: Ed25519PrivateKey) -> None:
+def test_a_decompression_bomb_is_refused_from_its_header(
+    intake: FrameIntake, device: Device, key: Ed25519PrivateKey
+) -> None:
     bomb = bytearray(encode_jpeg(world_strip(3)[:, :64]))
     sof = bytes(bomb).index(b"\xff\xc0")
-    bomb[sof + 5 : sof + 9] = (60000).to_bytes(2, "big") + (60000).to_bytes(2, "big")  # 3.6 gigapixels
-    assert_rejected(intake.handle(TOPIC, protocol.encode(now_frame(jpeg=bytes(bomb)), key)), "image_too_large")
+    bomb[sof + 5 : sof + 9] = (60000).to_bytes(2, "big") + (60000).to_bytes(
+        2, "big"
+    )  # 3.6 gigapixels
+    assert_rejected(
+        intake.handle(TOPIC, protocol.encode(now_frame(jpeg=bytes(bomb)), key)), "image_too_large"
+    )
     assert RejectedMessage.objects.get().reason == "image_too_large"
 
 
-def test_a_frame_captured_in_the_future_is_rejected(intake: FrameIntake, device: Device, key: Ed25519PrivateKey) -> None:
+def test_a_frame_captured_in_the_future_is_rejected(
+    intake: FrameIntake, device: Device, key: Ed25519PrivateKey
+) -> None:
     future = int((time.time() + 3600) * 1e6)
-    assert_rejected(intake.handle(TOPIC, protocol.encode(now_frame(t_us=future), key)), "timestamp_future")
+    assert_rejected(
+        intake.handle(TOPIC, protocol.encode(now_frame(t_us=future), key)), "timestamp_future"
+    )
 
 
-def test_a_frame_captured_years_ago_is_rejected(intake: FrameIntake, device: Device, key: Ed25519PrivateKey) -> None:
+def test_a_frame_captured_years_ago_is_rejected(
+    intake: FrameIntake, device: Device, key: Ed25519PrivateKey
+) -> None:
     old = int((time.time() - 3 * 365 * 86400) * 1e6)
-    assert_rejected(intake.handle(TOPIC, protocol.encode(now_frame(t_us=old), key)), "timestamp_stale")
+    assert_rejected(
+        intake.handle(TOPIC, protocol.encode(now_frame(t_us=old), key)), "timestamp_stale"
+    )
 
 
 def test_the_jpeg_header_parser_reads_dimensions_without_decoding() -> None:

@@ -32,28 +32,56 @@ def mixed_stream(keys: dict[str, Ed25519PrivateKey]) -> list[tuple[str, bytes]]:
         if s % 2:
             out.append(("devices/dev-b/frames", b.payload(s)))
         if s in (3, 11, 12):
-            out.append(("devices/dev-a/frames", a.payload(s)))  # redelivered, sometimes in the same batch
+            out.append(
+                ("devices/dev-a/frames", a.payload(s))
+            )  # redelivered, sometimes in the same batch
         if s == 9:  # dev-b sends dev-a's picture of seq 9
             f = a.frame(9)
             copy = make_frame("dev-b", 100, f.captured_at_us, 60.2, 24.95, f.jpeg)
             out.append(("devices/dev-b/frames", protocol.encode(copy, keys["dev-b"])))
         if s == 14:  # the same seq again with another image
             f = a.frame(14)
-            other = make_frame("dev-a", 14, f.captured_at_us, f.position.lat, f.position.lon, a.frame(20).jpeg)
+            other = make_frame(
+                "dev-a", 14, f.captured_at_us, f.position.lat, f.position.lon, a.frame(20).jpeg
+            )
             out.append(("devices/dev-a/frames", protocol.encode(other, keys["dev-a"])))
     teleport = a.frame(31)
-    out.append(("devices/dev-a/frames", protocol.encode(
-        make_frame("dev-a", 31, teleport.captured_at_us, 61.0, 25.5, teleport.jpeg), keys["dev-a"])))
+    out.append(
+        (
+            "devices/dev-a/frames",
+            protocol.encode(
+                make_frame("dev-a", 31, teleport.captured_at_us, 61.0, 25.5, teleport.jpeg),
+                keys["dev-a"],
+            ),
+        )
+    )
     farm = HonestDrive("dev-b", keys["dev-b"], seed=3, lat=60.3, start_us=b.start_us + 200_000_000)
     for s in range(200, 212):  # twelve frames, 10 s apart, from one spot
         f = farm.frame(1)
         jpeg = encode_jpeg(crop(farm.strip, 30.0 * (s - 200)), 85)
-        out.append(("devices/dev-b/frames", protocol.encode(
-            make_frame("dev-b", s, f.captured_at_us + (s - 200) * 10_000_000, f.position.lat, f.position.lon, jpeg),
-            keys["dev-b"])))
+        out.append(
+            (
+                "devices/dev-b/frames",
+                protocol.encode(
+                    make_frame(
+                        "dev-b",
+                        s,
+                        f.captured_at_us + (s - 200) * 10_000_000,
+                        f.position.lat,
+                        f.position.lon,
+                        jpeg,
+                    ),
+                    keys["dev-b"],
+                ),
+            )
+        )
     out.append(("devices/dev-a/frames", protocol.encode(a.frame(40), keys["dev-b"])))  # forged
-    out.append(("devices/dev-x/frames", protocol.encode(
-        HonestDrive("dev-x", keys["dev-b"], seed=4).frame(1), keys["dev-b"])))  # unregistered
+    out.append(
+        (
+            "devices/dev-x/frames",
+            protocol.encode(HonestDrive("dev-x", keys["dev-b"], seed=4).frame(1), keys["dev-b"]),
+        )
+    )  # unregistered
     status = protocol.Status("dev-a", a.start_us, protocol.DeviceState.ONLINE)
     out.append(("devices/dev-a/status", protocol.encode(status, keys["dev-a"])))
     return out
@@ -66,14 +94,24 @@ def snapshot(outcomes: list[Outcome]) -> tuple[list[Any], list[Any], int, int]:
         return {k: names.get(v, v) if k == "other_frame" else v for k, v in e.items()}
 
     frames = sorted(
-        (names[f.pk], f.state, f.fraud_score, [(x["check"], evidence(x["evidence"])) for x in f.flags])
+        (
+            names[f.pk],
+            f.state,
+            f.fraud_score,
+            [(x["check"], evidence(x["evidence"])) for x in f.flags],
+        )
         for f in Frame.objects.all()
     )
-    results = [(o.status, o.reason, names.get(o.frame_id) if o.frame_id else None, o.checks) for o in outcomes]
+    results = [
+        (o.status, o.reason, names.get(o.frame_id) if o.frame_id else None, o.checks)
+        for o in outcomes
+    ]
     return results, frames, RejectedMessage.objects.count(), VisionJob.objects.count()
 
 
-def test_a_batch_commit_stores_and_flags_exactly_what_message_by_message_commits_do(tmp_path: Path) -> None:
+def test_a_batch_commit_stores_and_flags_exactly_what_message_by_message_commits_do(
+    tmp_path: Path,
+) -> None:
     owner = User.objects.create_user("driver", role=User.Role.DRIVER)
     keys = {d: protocol.generate_private_key() for d in ("dev-a", "dev-b")}
     for name, key in keys.items():
@@ -108,7 +146,9 @@ def test_a_batch_writes_every_new_image_to_the_store_once(tmp_path: Path) -> Non
     intake = FrameIntake(store)
     payloads = [drive.payload(s) for s in (1, 2, 3, 2)]
     with transaction.atomic():
-        outcomes = commit_batch(intake, [intake.prepare("devices/dev-a/frames", p) for p in payloads])
+        outcomes = commit_batch(
+            intake, [intake.prepare("devices/dev-a/frames", p) for p in payloads]
+        )
     assert [o.status for o in outcomes] == ["stored", "stored", "stored", "duplicate"]
     assert outcomes[3].frame_id == outcomes[1].frame_id
     for s in (1, 2, 3):

@@ -87,7 +87,9 @@ def test_the_config_for_a_normal_user_runs_mosquitto_unprivileged(base: Path) ->
     )
 
 
-def service_subscribes(port: int, password: str, client_id: str = "ingest-hold-test") -> mqtt.Client:
+def service_subscribes(
+    port: int, password: str, client_id: str = "ingest-hold-test"
+) -> mqtt.Client:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     client.username_pw_set(INGEST_USER, password)
     subscribed = threading.Event()
@@ -118,7 +120,9 @@ def test_a_held_broker_lets_devices_in_only_once_an_ingest_worker_subscribed(bas
         broker.stop()
         broker.start()
         assert not device_can_log_in(config.port)
-        write_password_file(config, {"dev-one": hash_password("pw"), INGEST_USER: hash_password("svc")})
+        write_password_file(
+            config, {"dev-one": hash_password("pw"), INGEST_USER: hash_password("svc")}
+        )
         assert "dev-one" not in config.passwd_path.read_text()
         worker = service_subscribes(config.port, "svc")
         try:

@@ -6,12 +6,27 @@ from webapp.fleet.models import Device, Frame, RejectedMessage, VisionJob
 
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
-    list_display = ("device_id", "owner", "status", "trust_score", "online", "last_seen_at", "created_at")
+    list_display = (
+        "device_id",
+        "owner",
+        "status",
+        "trust_score",
+        "online",
+        "last_seen_at",
+        "created_at",
+    )
     list_filter = ("status", "online")
     search_fields = ("device_id", "owner__username")
     ordering = ("trust_score", "device_id")
-    readonly_fields = ("public_key_hex", "created_at", "last_seen_at", "trust_score", "trust_summary",
-                       "trust_evidence", "trust_updated_at")
+    readonly_fields = (
+        "public_key_hex",
+        "created_at",
+        "last_seen_at",
+        "trust_score",
+        "trust_summary",
+        "trust_evidence",
+        "trust_updated_at",
+    )
     exclude = ("public_key", "mqtt_password_hash")
 
     @admin.display(description="fraud evidence")
@@ -24,11 +39,27 @@ class DeviceAdmin(admin.ModelAdmin):
 
 @admin.register(Frame)
 class FrameAdmin(admin.ModelAdmin):
-    list_display = ("device", "seq", "captured_at", "lat", "lon", "state", "fraud_score", "flag_checks")
+    list_display = (
+        "device",
+        "seq",
+        "captured_at",
+        "lat",
+        "lon",
+        "state",
+        "fraud_score",
+        "flag_checks",
+    )
     list_filter = ("state", "device")
     search_fields = ("image_sha256", "device__device_id")
     date_hierarchy = "captured_at"
-    readonly_fields = ("flags", "fraud_score", "phash", "server_sharpness", "server_brightness", "audited_at")
+    readonly_fields = (
+        "flags",
+        "fraud_score",
+        "phash",
+        "server_sharpness",
+        "server_brightness",
+        "audited_at",
+    )
 
     @admin.display(description="flags")
     def flag_checks(self, obj: Frame) -> str:

@@ -128,7 +128,9 @@ class VisionJob(models.Model):
         FAILED = "failed"
 
     frame = models.OneToOneField(Frame, on_delete=models.CASCADE, related_name="vision_job")
-    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING, db_index=True)
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.PENDING, db_index=True
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     leased_until = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
