@@ -82,8 +82,12 @@ class Sent:
 class _Collect(Pipeline):
     """The stock pipeline, but the signed-frame step is the bench's: kept frames land in `.kept`."""
 
-    def __init__(self, settings: EdgeSettings, identity: DeviceIdentity, redactor: Redactor, *, sample: bool) -> None:
-        super().__init__(settings, identity, protocol.generate_private_key(), _NO_OUTBOX, redactor, sample=sample)
+    def __init__(
+        self, settings: EdgeSettings, identity: DeviceIdentity, redactor: Redactor, *, sample: bool
+    ) -> None:
+        super().__init__(
+            settings, identity, protocol.generate_private_key(), _NO_OUTBOX, redactor, sample=sample
+        )
         self.kept: list[Prepared] = []
 
     def _enqueue(self, p: Prepared) -> None:
@@ -104,8 +108,25 @@ def ensure_fleet(devices: int, minutes: float, seed: int, fleet_dir: Path | None
     if (out / "fleet.json").exists():
         return out
     start = (datetime.now(UTC) - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    cmd = [sys.executable, "-m", "roadmesh.cli", "sim", "fleet", "--devices", str(devices), "--minutes", f"{minutes:g}",
-           "--seed", str(seed), "--adversaries", "all", "--start", start, "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "roadmesh.cli",
+        "sim",
+        "fleet",
+        "--devices",
+        str(devices),
+        "--minutes",
+        f"{minutes:g}",
+        "--seed",
+        str(seed),
+        "--adversaries",
+        "all",
+        "--start",
+        start,
+        "--out",
+        str(out),
+    ]
     print("rendering the fleet: " + " ".join(cmd[2:]), flush=True)
     subprocess.run(cmd, check=True, cwd=REPO)
     return out
@@ -137,7 +158,9 @@ def device_frames(fleet: Path, dev: dict[str, Any], redactor: Redactor) -> list[
     sample = True
     frames = rec.frames
     if role == "bad_camera":  # its software skips the quality gate
-        settings = dataclasses.replace(settings, min_sharpness=0.0, min_exposure=0.0, max_obstruction=1.0)
+        settings = dataclasses.replace(
+            settings, min_sharpness=0.0, min_exposure=0.0, max_obstruction=1.0
+        )
     if role == "stationary_farmer":  # no distance sampling: a parked frame every 2 s
         sample = False
         frames = (c for i, c in enumerate(rec.frames) if i % FARM_EVERY == 0)
@@ -148,14 +171,18 @@ def device_frames(fleet: Path, dev: dict[str, Any], redactor: Redactor) -> list[
     pipe.finish()
     kept: list[tuple[Prepared, bool]] = []
     spoof_t = _spoof_start(drive) if role == "gnss_spoofer" else None
-    if role == "replayer":  # second half: the first half's frames again, new times, the replayed fixes
+    if (
+        role == "replayer"
+    ):  # second half: the first half's frames again, new times, the replayed fixes
         start = _start(drive)
         half = timedelta(seconds=(int(manifest["frame_count"]) // 2) / fps)
         first = [p for p in pipe.kept if p.captured_at < start + half]
         kept = [(p, False) for p in first]
         for p in first:
             when = p.captured_at + half
-            kept.append((dataclasses.replace(p, captured_at=when, fix=rec.track.at(when) or p.fix), True))
+            kept.append(
+                (dataclasses.replace(p, captured_at=when, fix=rec.track.at(when) or p.fix), True)
+            )
     else:
         for p in pipe.kept:
             if role == "gnss_spoofer":
@@ -189,7 +216,10 @@ def published(fleet: Path, redactor: Redactor, cache: Path) -> list[Sent]:
     for dev in devices:
         t0 = time.perf_counter()
         mine = device_frames(fleet, dev, redactor)
-        print(f"  {dev['dir']} {dev['role']:18s} {len(mine):4d} frames ({time.perf_counter() - t0:.0f}s)", flush=True)
+        print(
+            f"  {dev['dir']} {dev['role']:18s} {len(mine):4d} frames ({time.perf_counter() - t0:.0f}s)",
+            flush=True,
+        )
         sent += mine
     cache.write_bytes(pickle.dumps(sent))
     return sent
@@ -201,16 +231,25 @@ def main() -> int:
     ap.add_argument("--devices", type=int, default=16)
     ap.add_argument("--minutes", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=5)
-    ap.add_argument("--fleet", type=Path, default=None, help="an existing `sim fleet` output to use")
-    ap.add_argument("--no-privacy", action="store_true", help="skip face/plate blurring (faster; the checks do not depend on it)")
+    ap.add_argument(
+        "--fleet", type=Path, default=None, help="an existing `sim fleet` output to use"
+    )
+    ap.add_argument(
+        "--no-privacy",
+        action="store_true",
+        help="skip face/plate blurring (faster; the checks do not depend on it)",
+    )
     args = ap.parse_args()
     fleet = ensure_fleet(args.devices, args.minutes, args.seed, args.fleet)
     redactor = Redactor(_NoDetector(), _NoDetector()) if args.no_privacy else Redactor.default()
     t0 = time.perf_counter()
     sent = published(fleet, redactor, fleet / f"published{'-np' if args.no_privacy else ''}.pickle")
     sent.sort(key=lambda s: (s.arrival, s.device_dir, s.frame.seq))
-    print(f"fleet {fleet.name}: {len(sent)} frames from {len({s.device_dir for s in sent})} devices "
-          f"({time.perf_counter() - t0:.0f}s through the edge pipeline)", flush=True)
+    print(
+        f"fleet {fleet.name}: {len(sent)} frames from {len({s.device_dir for s in sent})} devices "
+        f"({time.perf_counter() - t0:.0f}s through the edge pipeline)",
+        flush=True,
+    )
 
     work = Path(tempfile.mkdtemp(prefix="bench-fraud-"))
     os.environ["ROADMESH_DATA_DIR"] = str(work)
@@ -248,10 +287,15 @@ def main() -> int:
     t0 = time.perf_counter()
     report = Auditor(store).run()
     audit_s = time.perf_counter() - t0
-    print(f"door: {dict(statuses)} in {door_s:.1f}s ({len(sent) / door_s:.0f} frames/s), {door_flagged} flagged; "
-          f"audit: {report.frames} frames in {audit_s:.1f}s, {report.newly_flagged} newly flagged, {dict(report.by_check)}")
+    print(
+        f"door: {dict(statuses)} in {door_s:.1f}s ({len(sent) / door_s:.0f} frames/s), {door_flagged} flagged; "
+        f"audit: {report.frames} frames in {audit_s:.1f}s, {report.newly_flagged} newly flagged, {dict(report.by_check)}"
+    )
 
-    rows = {(d, q): (st, fl) for d, q, st, fl in Frame.objects.values_list("device__device_id", "seq", "state", "flags")}
+    rows = {
+        (d, q): (st, fl)
+        for d, q, st, fl in Frame.objects.values_list("device__device_id", "seq", "state", "flags")
+    }
     cheat: dict[str, list[bool]] = defaultdict(list)
     every: dict[str, list[bool]] = defaultdict(list)
     honest: list[bool] = []
@@ -270,18 +314,24 @@ def main() -> int:
                 cheat[s.role].append(hit)
     for role in sorted(cheat):
         c, e = cheat[role], every[role]
-        print(f"  {role:18s} fraudulent {sum(c):4d}/{len(c):4d} flagged ({sum(c) / len(c):6.1%}); "
-              f"all its frames {sum(e):4d}/{len(e):4d} ({sum(e) / len(e):6.1%})  checks: {dict(checks[role])}")
-    print(f"  {'honest':18s} {sum(honest):4d}/{len(honest):4d} flagged ({sum(honest) / max(1, len(honest)):6.1%})  "
-          f"checks: {dict(checks['honest'])}")
+        print(
+            f"  {role:18s} fraudulent {sum(c):4d}/{len(c):4d} flagged ({sum(c) / len(c):6.1%}); "
+            f"all its frames {sum(e):4d}/{len(e):4d} ({sum(e) / len(e):6.1%})  checks: {dict(checks[role])}"
+        )
+    print(
+        f"  {'honest':18s} {sum(honest):4d}/{len(honest):4d} flagged ({sum(honest) / max(1, len(honest)):6.1%})  "
+        f"checks: {dict(checks['honest'])}"
+    )
     low = sorted(Device.objects.values_list("trust_score", "device_id"))[:6]
     print("lowest trust: " + ", ".join(f"{d}={t:.2f}" for t, d in low))
     fraud = [x for v in cheat.values() for x in v]
     adv = [x for v in every.values() for x in v]
     caught = sum(1 for v in cheat.values() if v and sum(v) / len(v) >= CAUGHT_SHARE)
     print(f"every frame of an adversarial device: {sum(adv) / max(1, len(adv)):.3f} flagged")
-    print(f"RESULT fraud_flagged={sum(fraud) / max(1, len(fraud)):.3f} honest_flagged={sum(honest) / max(1, len(honest)):.3f} "
-          f"types_caught={caught}/{len(cheat)}")
+    print(
+        f"RESULT fraud_flagged={sum(fraud) / max(1, len(fraud)):.3f} honest_flagged={sum(honest) / max(1, len(honest)):.3f} "
+        f"types_caught={caught}/{len(cheat)}"
+    )
     return 0
 
 

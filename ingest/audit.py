@@ -20,7 +20,7 @@ import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
-from ingest import fraud
+from ingest import fraud, tracks
 from ingest.imaging import (
     CopyMatch,
     ImageDecodeError,
@@ -68,7 +68,9 @@ class _Row:
 
 
 class Auditor:
-    def __init__(self, store: ObjectStore, policy: fraud.FraudPolicy | None = None, *, visual: bool = True) -> None:
+    def __init__(
+        self, store: ObjectStore, policy: fraud.FraudPolicy | None = None, *, visual: bool = True
+    ) -> None:
         self.store = store
         self.policy = policy or fraud.FraudPolicy()
         self.visual = visual
@@ -95,9 +97,13 @@ class Auditor:
         touched: set[int] = set()
         with transaction.atomic():
             ids = set(changes) | set(found.cleared)
-            for fid, dev, flags, state in Frame.objects.filter(pk__in=ids).values_list("id", "device_id", "flags", "state"):
-                merged = fraud.merge_flags([f for f in flags or [] if f.get("check") not in found.cleared.get(fid, {})],
-                                           [*changes.get(fid, []), *found.cleared.get(fid, {}).values()])
+            for fid, dev, flags, state in Frame.objects.filter(pk__in=ids).values_list(
+                "id", "device_id", "flags", "state"
+            ):
+                merged = fraud.merge_flags(
+                    [f for f in flags or [] if f.get("check") not in found.cleared.get(fid, {})],
+                    [*changes.get(fid, []), *found.cleared.get(fid, {}).values()],
+                )
                 score = fraud.fraud_score(merged)
                 new_state = state
                 if score >= self.policy.flag_score and state != Frame.State.FLAGGED:
@@ -106,7 +112,9 @@ class Auditor:
                 elif score < self.policy.flag_score and state == Frame.State.FLAGGED:
                     new_state = Frame.State.ACCEPTED
                 report.by_check.update(f.check for f in changes.get(fid, []))
-                Frame.objects.filter(pk=fid).update(flags=merged, fraud_score=score, state=new_state, audited_at=now)
+                Frame.objects.filter(pk=fid).update(
+                    flags=merged, fraud_score=score, state=new_state, audited_at=now
+                )
                 touched.add(dev)
             for device in Device.objects.filter(pk__in=touched):
                 self.update_trust(device, now)
@@ -117,7 +125,17 @@ class Auditor:
             _Row(i, s, c.timestamp(), la, lo, sha, list(fl or []), st, a is not None)
             for i, s, c, la, lo, sha, fl, st, a in Frame.objects.filter(device=device)
             .order_by("captured_at", "seq")
-            .values_list("id", "seq", "captured_at", "lat", "lon", "image_sha256", "flags", "state", "audited_at")
+            .values_list(
+                "id",
+                "seq",
+                "captured_at",
+                "lat",
+                "lon",
+                "image_sha256",
+                "flags",
+                "state",
+                "audited_at",
+            )
         ]
         pol = self.policy
         points = [r.point for r in rows]
@@ -137,7 +155,9 @@ class Auditor:
             if not new:
                 new += fraud.check_acceleration(points[max(0, i - 2) : i + 1], pol)
             jumps.update((i, f) for f in new if f.check in JUMPS)
-            stationary = fraud.check_stationary(row.point, points[max(0, i - STATIONARY_LOOKBACK) : i], pol)
+            stationary = fraud.check_stationary(
+                row.point, points[max(0, i - STATIONARY_LOOKBACK) : i], pol
+            )
             new += stationary
             if stationary:  # the whole run of frames inside the circle is farmed, not only its end
                 run = int(stationary[0].evidence["frames"])
@@ -149,11 +169,14 @@ class Auditor:
         for j, flags in _still_runs(points, still, pol).items():
             new_by_row.setdefault(j, []).extend(flags)
         cloned = sorted(i for i, f in jumps.items() if f.check == fraud.Check.CLONED_KEY)
-        track_level = [fraud.check_after_teleport(points, jumps, pol), fraud.check_low_novelty(points, pol),
-                       fraud.check_revisits(points, pol), fraud.check_clone_period(points, cloned, pol)]
+        track_level = [
+            tracks.check_after_teleport(points, jumps, pol),
+            tracks.check_novelty(points, pol),
+            tracks.check_clone_period(points, cloned, pol),
+        ]
         fresh = [i for i, r in enumerate(rows) if full or not r.audited]
         if self.visual:
-            track_level.append(fraud.check_visual_turns(points, yaw, pol))
+            track_level.append(tracks.check_visual_turns(points, yaw, pol))
             if fresh:
                 track_level.append(self._camera(rows, fresh))
         for by_index in track_level:
@@ -170,7 +193,9 @@ class Auditor:
                 if score >= pol.flag_score and state != Frame.State.FLAGGED:
                     state = Frame.State.FLAGGED
                     report.newly_flagged += 1
-                Frame.objects.filter(pk=row.id).update(flags=merged, fraud_score=score, state=state, audited_at=now)
+                Frame.objects.filter(pk=row.id).update(
+                    flags=merged, fraud_score=score, state=state, audited_at=now
+                )
             report.frames += len(new_by_row)
             self.update_trust(device, now)
         return [rows[i].id for i in fresh]
@@ -185,12 +210,16 @@ class Auditor:
             except (KeyError, ImageDecodeError):
                 continue
         points = [r.point for r in rows[lo:]]
-        flag = fraud.camera_fault(camera_stats(greys), fraud.path_m(points, self.policy), self.policy)
+        flag = fraud.camera_fault(
+            camera_stats(greys), tracks.path_m(points, self.policy), self.policy
+        )
         if flag is None:
             return {}
         return dict.fromkeys(range(lo, len(rows)), flag)
 
-    def _visual(self, rows: list[_Row], i: int, greys: _GreyCache, yaw: list[float | None]) -> list[fraud.Flag]:
+    def _visual(
+        self, rows: list[_Row], i: int, greys: _GreyCache, yaw: list[float | None]
+    ) -> list[fraud.Flag]:
         """Checks on the pictures: obstruction, and the motion between this frame and the one before."""
         pol = self.policy
         grey = greys.get(rows[i].sha)
@@ -213,7 +242,9 @@ class Auditor:
         """trust = 1 - share of flagged frames (a cloned key caps it at 0.1), with the evidence."""
         total = Frame.objects.filter(device=device).count()
         flagged_rows = list(
-            Frame.objects.filter(device=device, state=Frame.State.FLAGGED).values_list("id", "seq", "flags")
+            Frame.objects.filter(device=device, state=Frame.State.FLAGGED).values_list(
+                "id", "seq", "flags"
+            )
         )
         by_check: Counter[str] = Counter()
         examples: dict[str, list[dict[str, object]]] = {}
@@ -222,7 +253,14 @@ class Auditor:
                 check = str(flag.get("check"))
                 by_check[check] += 1
                 if len(examples.setdefault(check, [])) < EXAMPLES_PER_CHECK:
-                    examples[check].append({"frame": fid, "seq": seq, "reason": flag.get("reason"), "evidence": flag.get("evidence")})
+                    examples[check].append(
+                        {
+                            "frame": fid,
+                            "seq": seq,
+                            "reason": flag.get("reason"),
+                            "evidence": flag.get("evidence"),
+                        }
+                    )
         trust = 1.0 - (len(flagged_rows) / total if total else 0.0)
         if by_check.get(fraud.Check.CLONED_KEY):
             trust = min(trust, 0.1)
@@ -232,10 +270,14 @@ class Auditor:
             "by_check": dict(by_check),
             "examples": examples,
         }
-        Device.objects.filter(pk=device.pk).update(trust_score=round(trust, 4), trust_evidence=evidence, trust_updated_at=now)
+        Device.objects.filter(pk=device.pk).update(
+            trust_score=round(trust, 4), trust_evidence=evidence, trust_updated_at=now
+        )
 
 
-def _still_runs(points: list[fraud.TrackPoint], still: dict[int, list[fraud.Flag]], pol: fraud.FraudPolicy) -> dict[int, list[fraud.Flag]]:
+def _still_runs(
+    points: list[fraud.TrackPoint], still: dict[int, list[fraud.Flag]], pol: fraud.FraudPolicy
+) -> dict[int, list[fraud.Flag]]:
     """Keep the picture-did-not-move flags of runs whose claimed net displacement reaches
     `static_run_min_m`: a stopped honest car's GNSS wanders a few metres, a fake track leaves."""
     out: dict[int, list[fraud.Flag]] = {}
@@ -261,8 +303,14 @@ def _stored_jumps(flags: list[dict[str, object]]) -> list[fraud.Flag]:
     for f in flags:
         if f.get("check") in JUMPS:
             ev = f.get("evidence")
-            out.append(fraud.Flag(str(f["check"]), float(str(f.get("score", 0))), str(f.get("reason", "")),
-                                  dict(ev) if isinstance(ev, dict) else {}))
+            out.append(
+                fraud.Flag(
+                    str(f["check"]),
+                    float(str(f.get("score", 0))),
+                    str(f.get("reason", "")),
+                    dict(ev) if isinstance(ev, dict) else {},
+                )
+            )
     return out
 
 
@@ -290,7 +338,9 @@ class _GreyCache:
 @dataclass
 class Copies:
     flags: dict[int, fraud.Flag] = field(default_factory=dict)  # frame id -> duplicate_drive flag
-    cleared: dict[int, dict[str, fraud.Flag]] = field(default_factory=dict)  # frame id -> check -> score-0 flag
+    cleared: dict[int, dict[str, fraud.Flag]] = field(
+        default_factory=dict
+    )  # frame id -> check -> score-0 flag
 
 
 @dataclass(frozen=True)
@@ -327,11 +377,16 @@ def find_copies(frame_ids: list[int], store: ObjectStore, pol: fraud.FraudPolicy
     for r in rows.values():
         dlat = pol.copy_radius_m / 111_000.0
         dlon = dlat / max(0.1, np.cos(np.radians(r.lat)))
-        cands = _near_rows(Frame.objects.filter(lat__range=(r.lat - dlat, r.lat + dlat), lon__range=(r.lon - dlon, r.lon + dlon))
-                           .exclude(device_id=r.device)[:COPY_CANDIDATES])
+        cands = _near_rows(
+            Frame.objects.filter(
+                lat__range=(r.lat - dlat, r.lat + dlat), lon__range=(r.lon - dlon, r.lon + dlon)
+            ).exclude(device_id=r.device)[:COPY_CANDIDATES]
+        )
         for c in cands:
             near.setdefault(c.id, c)
-            if fraud.distance_m(r.lat, r.lon, c.lat, c.lon) > pol.copy_radius_m or not _same_way(r, c, pol):
+            if fraud.distance_m(r.lat, r.lon, c.lat, c.lon) > pol.copy_radius_m or not _same_way(
+                r, c, pol
+            ):
                 continue
             key = (min(r.id, c.id), max(r.id, c.id))
             if key not in checked:
@@ -347,36 +402,81 @@ def find_copies(frame_ids: list[int], store: ObjectStore, pol: fraud.FraudPolicy
         side = {d: [near[i] for k in pairs for i in k if near[i].device == d] for d in (da, db)}
         late = max((da, db), key=lambda d: float(np.median([n.received for n in side[d]])))
         other = db if late == da else da
-        examples = [{"frame": near[k[0] if near[k[0]].device == late else k[1]].id,
-                     "other_frame": near[k[1] if near[k[0]].device == late else k[0]].id,
-                     "detail_ncc": round(m.detail_ncc, 3), "inliers": m.inliers} for k, m in list(pairs.items())[:5]]
-        evidence = {"other_device": side[other][0].device_name, "matched_frames": len(pairs), "examples": examples}
-        flag = fraud.Flag(fraud.Check.DUPLICATE_DRIVE, 0.9, f"{len(pairs)} pictures are another device's, re-uploaded",
-                          evidence)
+        examples = [
+            {
+                "frame": near[k[0] if near[k[0]].device == late else k[1]].id,
+                "other_frame": near[k[1] if near[k[0]].device == late else k[0]].id,
+                "detail_ncc": round(m.detail_ncc, 3),
+                "inliers": m.inliers,
+            }
+            for k, m in list(pairs.items())[:5]
+        ]
+        evidence = {
+            "other_device": side[other][0].device_name,
+            "matched_frames": len(pairs),
+            "examples": examples,
+        }
+        flag = fraud.Flag(
+            fraud.Check.DUPLICATE_DRIVE,
+            0.9,
+            f"{len(pairs)} pictures are another device's, re-uploaded",
+            evidence,
+        )
         track = _near_rows(Frame.objects.filter(device_id=late).order_by("captured_at", "seq"))
         points = [fraud.TrackPoint(n.id, 0, n.t, n.lat, n.lon) for n in track]
         hit = {n.id for n in side[late]}
-        for start, end in fraud.trips(points, pol):
+        for start, end in tracks.trips(points, pol):
             if any(points[k].frame_id in hit for k in range(start, end)):
                 for k in range(start, end):
                     out.flags[track[k].id] = flag
+    copying = {pair for pair, found in matches.items() if len(found) >= pol.copy_min_frames}
     for r in rows.values():
-        for f in r.flags:
-            ev: object = f.get("evidence")
-            if f.get("check") != fraud.Check.NEAR_DUPLICATE_IMAGE or not isinstance(ev, dict) or r.id in out.flags:
-                continue
-            other_id = ev.get("other_frame")
-            o = near.get(other_id) if isinstance(other_id, int) else None
-            if o is None:
-                o = next(iter(_near_rows(Frame.objects.filter(pk=other_id))), None) if isinstance(other_id, int) else None
-            if o is None or o.device == r.device:
-                continue  # the same device's picture again (a replay): the door's flag stands
-            m = checked.get((min(r.id, o.id), max(r.id, o.id))) or feats.compare(r.sha, o.sha)
-            if m.detail_ncc < pol.copy_min_ncc:
-                out.cleared.setdefault(r.id, {})[fraud.Check.NEAR_DUPLICATE_IMAGE] = fraud.Flag(
-                    fraud.Check.NEAR_DUPLICATE_IMAGE, 0.0, "cleared by the audit: a different picture of the same place",
-                    {**ev, "detail_ncc": round(m.detail_ncc, 3), "inliers": m.inliers})
+        cleared = _unconfirmed_near_duplicate(r, near, checked, feats, copying, pol)
+        if cleared is not None and r.id not in out.flags:
+            out.cleared.setdefault(r.id, {})[fraud.Check.NEAR_DUPLICATE_IMAGE] = cleared
     return out
+
+
+def _unconfirmed_near_duplicate(
+    r: _Near,
+    near: dict[int, _Near],
+    checked: dict[tuple[int, int], CopyMatch],
+    feats: _Features,
+    copying: set[tuple[int, int]],
+    pol: fraud.FraudPolicy,
+) -> fraud.Flag | None:
+    """The score-0 replacement of the door's pHash near-duplicate flag on `r`, when the audit
+    does not confirm it: another device's frame, unless the two devices are a copying pair
+    (one matching picture proves nothing: two cars at one spot can take near-identical
+    ones); the same device's frame, unless its fine detail matches (a re-sent picture)."""
+    door = next(
+        (
+            f
+            for f in r.flags
+            if f.get("check") == fraud.Check.NEAR_DUPLICATE_IMAGE
+            and float(str(f.get("score", 0))) > 0
+        ),
+        None,
+    )
+    ev = door.get("evidence") if door is not None else None
+    other_id = ev.get("other_frame") if isinstance(ev, dict) else None
+    if not isinstance(ev, dict) or not isinstance(other_id, int):
+        return None
+    o = near.get(other_id) or next(iter(_near_rows(Frame.objects.filter(pk=other_id))), None)
+    if o is None:
+        return None
+    m = checked.get((min(r.id, o.id), max(r.id, o.id))) or feats.compare(r.sha, o.sha)
+    if o.device == r.device:
+        if m.detail_ncc >= pol.copy_min_ncc:
+            return None
+    elif (min(r.device, o.device), max(r.device, o.device)) in copying:
+        return None
+    return fraud.Flag(
+        fraud.Check.NEAR_DUPLICATE_IMAGE,
+        0.0,
+        "cleared by the audit: not confirmed as a copy",
+        {**ev, "detail_ncc": round(m.detail_ncc, 3), "inliers": m.inliers},
+    )
 
 
 def _same_way(a: _Near, b: _Near, pol: fraud.FraudPolicy) -> bool:
@@ -386,10 +486,22 @@ def _same_way(a: _Near, b: _Near, pol: fraud.FraudPolicy) -> bool:
 
 
 def _near_rows(qs: object) -> list[_Near]:
-    fields = ("id", "device_id", "device__device_id", "captured_at", "received_at", "lat", "lon", "heading_deg",
-              "image_sha256", "flags")
-    return [_Near(i, d, dn, c.timestamp(), rc.timestamp(), la, lo, h, sha, tuple(fl or []))
-            for i, d, dn, c, rc, la, lo, h, sha, fl in qs.values_list(*fields)]  # type: ignore[attr-defined]
+    fields = (
+        "id",
+        "device_id",
+        "device__device_id",
+        "captured_at",
+        "received_at",
+        "lat",
+        "lon",
+        "heading_deg",
+        "image_sha256",
+        "flags",
+    )
+    return [
+        _Near(i, d, dn, c.timestamp(), rc.timestamp(), la, lo, h, sha, tuple(fl or []))
+        for i, d, dn, c, rc, la, lo, h, sha, fl in qs.values_list(*fields)  # type: ignore[attr-defined]
+    ]
 
 
 class _Features:

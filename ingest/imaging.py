@@ -102,13 +102,21 @@ def visual_motion(a: np.ndarray, b: np.ndarray, hfov_deg: float = 120.0) -> Visu
     if a.shape != b.shape:
         b = cv2.resize(b, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_AREA)
     w = a.shape[1]
-    corners = cv2.goodFeaturesToTrack(a, maxCorners=400, qualityLevel=0.01, minDistance=4, blockSize=5)
+    corners = cv2.goodFeaturesToTrack(
+        a, maxCorners=400, qualityLevel=0.01, minDistance=4, blockSize=5
+    )
     if corners is None or len(corners) < MIN_TRACKED:
         return VisualMotion(None, 0.0, 0 if corners is None else len(corners))
-    moved, status, _ = cv2.calcOpticalFlowPyrLK(a, b, corners, corners.copy(), winSize=(21, 21), maxLevel=3)
-    back, status_back, _ = cv2.calcOpticalFlowPyrLK(b, a, moved, moved.copy(), winSize=(21, 21), maxLevel=3)
+    moved, status, _ = cv2.calcOpticalFlowPyrLK(
+        a, b, corners, corners.copy(), winSize=(21, 21), maxLevel=3
+    )
+    back, status_back, _ = cv2.calcOpticalFlowPyrLK(
+        b, a, moved, moved.copy(), winSize=(21, 21), maxLevel=3
+    )
     ok = (status.ravel() == 1) & (status_back.ravel() == 1)
-    ok &= np.linalg.norm((back - corners).reshape(-1, 2), axis=1) < 1.0  # forward-backward consistent
+    ok &= (
+        np.linalg.norm((back - corners).reshape(-1, 2), axis=1) < 1.0
+    )  # forward-backward consistent
     p0 = corners.reshape(-1, 2)[ok].astype(np.float64)
     p1 = moved.reshape(-1, 2)[ok].astype(np.float64)
     if len(p0) < MIN_TRACKED:
@@ -124,7 +132,6 @@ def visual_motion(a: np.ndarray, b: np.ndarray, hfov_deg: float = 120.0) -> Visu
     change = np.degrees(np.arctan((p0[:, 0] - cx) / f) - np.arctan((p1[:, 0] - cx) / f))
     yaw = float(np.median(change))
     return VisualMotion(yaw, flow, len(p0))
-
 
 
 # -- a copy of another device's picture ---------------------------------------------------------
@@ -158,8 +165,10 @@ def orb_features(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def copy_match(
-    a: np.ndarray, b: np.ndarray,
-    fa: tuple[np.ndarray, np.ndarray | None] | None = None, fb: tuple[np.ndarray, np.ndarray | None] | None = None,
+    a: np.ndarray,
+    b: np.ndarray,
+    fa: tuple[np.ndarray, np.ndarray | None] | None = None,
+    fb: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> CopyMatch:
     """Compare two reduced grey frames as possible copies of one picture (see CopyMatch).
     `fa`/`fb`: their `orb_features`, when already computed."""
@@ -173,7 +182,9 @@ def copy_match(
         return CopyMatch(len(matches), 0.0)
     src = pa[[m.queryIdx for m in matches]]
     dst = pb[[m.trainIdx for m in matches]]
-    transform, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=COPY_RANSAC_PX)
+    transform, inl = cv2.estimateAffinePartial2D(
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=COPY_RANSAC_PX
+    )
     if transform is None or inl is None:
         return CopyMatch(0, 0.0)
     size = (b.shape[1], b.shape[0])
@@ -222,7 +233,9 @@ def camera_stats(greys: list[np.ndarray]) -> CameraStats:
 
     if not greys:
         return CameraStats(0, 0.0, 0.0, 0.0, 0.0)
-    thumbs = np.stack([cv2.resize(g, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32) for g in greys])
+    thumbs = np.stack(
+        [cv2.resize(g, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32) for g in greys]
+    )
     static_dark = (thumbs.std(axis=0) < STATIC_STD) & (thumbs.mean(axis=0) < STATIC_DARK_MEAN)
     facts = [facts_of(g) for g in greys]
     return CameraStats(

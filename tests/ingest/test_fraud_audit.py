@@ -49,18 +49,44 @@ def test_the_audit_flags_every_frame_of_a_device_uploading_another_devices_drive
     for i, jpeg in enumerate(originals):
         lat, lon = offset(LAT0, LON0, i * STEP_M, 0.0)
         f = make_frame("dev-victim", i + 1, t0 + i * 1_000_000, lat, lon, jpeg, heading_deg=0.0)
-        assert intake.handle(protocol.topic_for("dev-victim", protocol.Channel.FRAMES), protocol.encode(f, keys["dev-victim"])).status == "stored"
+        assert (
+            intake.handle(
+                protocol.topic_for("dev-victim", protocol.Channel.FRAMES),
+                protocol.encode(f, keys["dev-victim"]),
+            ).status
+            == "stored"
+        )
     for i, jpeg in enumerate(originals):
         lat, lon = offset(LAT0, LON0, i * STEP_M + 1.5, 2.0)  # the copy's track is jittered
-        f = make_frame("dev-copy", i + 1, t0 + 90_000_000 + i * 1_000_000, lat, lon, _copied(jpeg), heading_deg=0.0)
-        assert intake.handle(protocol.topic_for("dev-copy", protocol.Channel.FRAMES), protocol.encode(f, keys["dev-copy"])).status == "stored"
+        f = make_frame(
+            "dev-copy",
+            i + 1,
+            t0 + 90_000_000 + i * 1_000_000,
+            lat,
+            lon,
+            _copied(jpeg),
+            heading_deg=0.0,
+        )
+        assert (
+            intake.handle(
+                protocol.topic_for("dev-copy", protocol.Channel.FRAMES),
+                protocol.encode(f, keys["dev-copy"]),
+            ).status
+            == "stored"
+        )
 
     report = Auditor(store).run()
 
-    copy_flags = [next((f for f in fl if f["check"] == Check.DUPLICATE_DRIVE), None)
-                  for fl in Frame.objects.filter(device__device_id="dev-copy").values_list("flags", flat=True)]
+    copy_flags = [
+        next((f for f in fl if f["check"] == Check.DUPLICATE_DRIVE), None)
+        for fl in Frame.objects.filter(device__device_id="dev-copy").values_list("flags", flat=True)
+    ]
     assert all(f is not None and f["score"] >= 0.5 for f in copy_flags)
     assert copy_flags[0] is not None and copy_flags[0]["evidence"]["other_device"] == "dev-victim"
-    assert not Frame.objects.filter(device__device_id="dev-victim", state=Frame.State.FLAGGED).exists()
+    assert not Frame.objects.filter(
+        device__device_id="dev-victim", state=Frame.State.FLAGGED
+    ).exists()
     assert report.by_check[Check.DUPLICATE_DRIVE] == len(originals)
-    assert Device.objects.get(device_id="dev-copy").trust_evidence["by_check"][Check.DUPLICATE_DRIVE] == len(originals)
+    assert Device.objects.get(device_id="dev-copy").trust_evidence["by_check"][
+        Check.DUPLICATE_DRIVE
+    ] == len(originals)

@@ -7,7 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from ingest import fraud
+from ingest import fraud, tracks
 from ingest.fraud import Check, FraudPolicy, TrackPoint
 from ingest.imaging import camera_stats, copy_match, visual_motion
 
@@ -50,14 +50,17 @@ def test_the_trip_after_a_long_jump_is_flagged_but_not_the_frames_before() -> No
     pts = straight(10) + [at(10 + i, 10.0 + i, 5_000 + i * 8.0) for i in range(10)]
     jump = fraud.check_motion(pts[10], pts[:10], POL)
     assert jump and jump[0].check in (Check.TELEPORT, Check.IMPOSSIBLE_SPEED)
-    out = fraud.check_after_teleport(pts, {10: jump[0]}, POL)
+    out = tracks.check_after_teleport(pts, {10: jump[0]}, POL)
     assert sorted(out) == list(range(11, 20))
     assert out[11].check == Check.TRACK_AFTER_TELEPORT
 
 
 def test_two_devices_under_one_key_are_a_cloned_key() -> None:
     a = [at(i, i * 2.0, i * 16.0) for i in range(8)]
-    b = [TrackPoint(100 + i, 100 + i, i * 2.0 + 1.0, LAT0 + 0.05, LON0 + i * 0.0002) for i in range(8)]
+    b = [
+        TrackPoint(100 + i, 100 + i, i * 2.0 + 1.0, LAT0 + 0.05, LON0 + i * 0.0002)
+        for i in range(8)
+    ]
     track = sorted(a + b, key=lambda p: p.t)
     flags = fraud.check_motion(track[-1], track[:-1], POL)
     assert [f.check for f in flags] == [Check.CLONED_KEY]
@@ -65,14 +68,16 @@ def test_two_devices_under_one_key_are_a_cloned_key() -> None:
 
 def test_circling_a_few_blocks_for_half_an_hour_is_low_novelty_and_a_long_drive_is_not() -> None:
     loop = [at(i, i * 1.0, 100 * math.sin(i / 15), 100 * math.cos(i / 15)) for i in range(300)]
-    flags = fraud.check_low_novelty(loop, POL)
+    flags = tracks.check_low_novelty(loop, POL)
     assert len(flags) == len(loop) and next(iter(flags.values())).check == Check.LOW_NOVELTY
-    assert fraud.check_low_novelty(straight(300), POL) == {}
+    assert tracks.check_low_novelty(straight(300), POL) == {}
 
 
 def test_a_still_picture_over_a_claimed_movement_is_flagged_by_tracked_corners() -> None:
     a, b = at(1, 0.0, 0.0), at(2, 1.0, 9.0)
-    assert fraud.check_visual_flow(a, b, 0.0005, 120, POL)[0].check == Check.STATIC_IMAGE_MOVING_GNSS
+    assert (
+        fraud.check_visual_flow(a, b, 0.0005, 120, POL)[0].check == Check.STATIC_IMAGE_MOVING_GNSS
+    )
     assert fraud.check_visual_flow(a, b, 0.02, 120, POL) == []
     assert fraud.check_visual_flow(a, at(2, 1.0, 2.0), 0.0005, 120, POL) == []
 
@@ -83,14 +88,14 @@ def test_turns_of_the_track_that_the_pictures_do_not_show_flag_the_rest_of_the_t
     pts += [at(10 + i, 10.0 + i, (i + 1) * 8.0, 72.0) for i in range(10)]
     pts += [at(20 + i, 20.0 + i, 80.0, 72.0 + (i + 1) * 8.0) for i in range(10)]
     straight_pictures: list[float | None] = [None] + [0.0] * (len(pts) - 1)
-    flags = fraud.check_visual_turns(pts, straight_pictures, POL)
+    flags = tracks.check_visual_turns(pts, straight_pictures, POL)
     assert flags and next(iter(flags.values())).check == Check.VISUAL_TRACK_MISMATCH
     turning: list[float | None] = [None] + [0.0] * (len(pts) - 1)
     for i in (8, 9, 10, 11):
         turning[i] = -22.5
     for i in (18, 19, 20, 21):
         turning[i] = 22.5
-    assert fraud.check_visual_turns(pts, turning, POL) == {}
+    assert tracks.check_visual_turns(pts, turning, POL) == {}
 
 
 def _scene(seed: int = 3) -> np.ndarray:
@@ -99,7 +104,13 @@ def _scene(seed: int = 3) -> np.ndarray:
     img = rng.integers(60, 120, size=(360, 1200), dtype=np.uint8)
     for _ in range(250):
         x, y = int(rng.integers(0, 1180)), int(rng.integers(0, 340))
-        cv2.rectangle(img, (x, y), (x + int(rng.integers(5, 30)), y + int(rng.integers(5, 30))), int(rng.integers(0, 255)), -1)
+        cv2.rectangle(
+            img,
+            (x, y),
+            (x + int(rng.integers(5, 30)), y + int(rng.integers(5, 30))),
+            int(rng.integers(0, 255)),
+            -1,
+        )
     return cv2.GaussianBlur(img, (3, 3), 0)
 
 
@@ -139,10 +150,16 @@ def _street(noise_seed: int, parallax_seed: int | None = None) -> np.ndarray:
     return np.clip(img + noise, 0, 255).astype(np.uint8)
 
 
-def test_a_cropped_retoned_reencoded_copy_matches_and_another_cameras_view_of_the_spot_does_not() -> None:
+def test_a_cropped_retoned_reencoded_copy_matches_and_another_cameras_view_of_the_spot_does_not() -> (
+    None
+):
     a = _street(10)
-    retoned = cv2.convertScaleAbs(cv2.resize(a[6:-6, 10:-10], (360, 200), interpolation=cv2.INTER_AREA), alpha=1.05, beta=4)
-    copy = cv2.imdecode(cv2.imencode(".jpg", retoned, [cv2.IMWRITE_JPEG_QUALITY, 80])[1], cv2.IMREAD_GRAYSCALE)
+    retoned = cv2.convertScaleAbs(
+        cv2.resize(a[6:-6, 10:-10], (360, 200), interpolation=cv2.INTER_AREA), alpha=1.05, beta=4
+    )
+    copy = cv2.imdecode(
+        cv2.imencode(".jpg", retoned, [cv2.IMWRITE_JPEG_QUALITY, 80])[1], cv2.IMREAD_GRAYSCALE
+    )
     assert copy is not None
     same = copy_match(a, copy)
     assert same.detail_ncc >= POL.copy_min_ncc and same.inliers >= POL.copy_min_inliers
@@ -167,27 +184,40 @@ def test_a_smudge_that_stays_while_the_street_changes_is_an_obstructed_camera() 
 
 def test_a_blurred_or_underexposed_camera_is_a_camera_fault_over_a_drive() -> None:
     frames = _drive(30)
-    blurred = fraud.camera_fault(camera_stats([cv2.GaussianBlur(f, (0, 0), 2.0) for f in frames]), 400.0, POL)
+    blurred = fraud.camera_fault(
+        camera_stats([cv2.GaussianBlur(f, (0, 0), 2.0) for f in frames]), 400.0, POL
+    )
     assert blurred is not None and "blurred" in blurred.reason
-    dark = fraud.camera_fault(camera_stats([cv2.convertScaleAbs(f, alpha=0.22) for f in frames]), 400.0, POL)
+    dark = fraud.camera_fault(
+        camera_stats([cv2.convertScaleAbs(f, alpha=0.22) for f in frames]), 400.0, POL
+    )
     assert dark is not None and "underexposed" in dark.reason
-    assert fraud.camera_fault(camera_stats([cv2.GaussianBlur(f, (0, 0), 2.0) for f in frames]), 50.0, POL) is None
+    assert (
+        fraud.camera_fault(
+            camera_stats([cv2.GaussianBlur(f, (0, 0), 2.0) for f in frames]), 50.0, POL
+        )
+        is None
+    )
 
 
 def test_every_frame_of_a_trip_with_a_cloned_key_is_flagged_and_other_trips_are_not() -> None:
     trip = straight(20)
     later = straight(10, t0=5_000.0)
-    out = fraud.check_clone_period([*trip, *later], [8, 9, 11], POL)
+    out = tracks.check_clone_period([*trip, *later], [8, 9, 11], POL)
     assert sorted(out) == list(range(20))
     assert out[0].check == Check.CLONED_KEY and out[0].evidence["cloned_frames"] == 3
 
 
-def test_driving_round_the_same_block_again_and_again_is_low_novelty_and_a_long_drive_is_not() -> None:
+def test_driving_round_the_same_block_again_and_again_is_low_novelty_and_a_long_drive_is_not() -> (
+    None
+):
     # a 100 m x 100 m block, 8 m a frame, one frame a second, six laps
     lap = [(0.0, 8.0 * k) for k in range(13)] + [(8.0 * k, 100.0) for k in range(13)]
     lap += [(100.0, 100 - 8.0 * k) for k in range(13)] + [(100 - 8.0 * k, 0.0) for k in range(13)]
     pts = [at(i, float(i), *lap[i % len(lap)]) for i in range(6 * len(lap))]
-    flags = fraud.check_revisits(pts, POL)
+    flags = tracks.check_revisits(pts, POL)
     assert len(flags) == len(pts) and next(iter(flags.values())).check == Check.LOW_NOVELTY
     assert next(iter(flags.values())).evidence["revisit_share"] > 0.5
-    assert fraud.check_revisits(straight(300), POL) == {}
+    assert tracks.check_revisits(straight(300), POL) == {}
+    both = tracks.check_novelty(pts, POL)[0]
+    assert {"gyration_m", "revisit_share", "cells_per_km"} <= set(both.evidence)
