@@ -1,6 +1,9 @@
 """Fraud checks on the simulator's adversarial fleet: share of fraudulent and honest frames flagged.
 
-    python bench/fraud.py [--devices 16] [--minutes 2] [--seed 5] [--fleet DIR] [--no-privacy]
+    python bench/fraud.py [--devices 16] [--minutes 6] [--seed 5] [--fleet DIR] [--no-privacy]
+
+Six minutes is the default: a loop camper cannot be told from an honest drive in two (it
+has not come round yet); rendering that fleet takes ~15 min on 2 cores, the bench ~4 min.
 
 1. `roadmesh sim fleet --adversaries all` renders the fleet (one device of every adversary
    kind, the rest honest) with capture times a few hours ago; it is kept under
@@ -229,7 +232,7 @@ def published(fleet: Path, redactor: Redactor, cache: Path) -> list[Sent]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--devices", type=int, default=16)
-    ap.add_argument("--minutes", type=float, default=2.0)
+    ap.add_argument("--minutes", type=float, default=6.0)
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument(
         "--fleet", type=Path, default=None, help="an existing `sim fleet` output to use"
