@@ -282,7 +282,14 @@ def main() -> int:
     t0 = time.perf_counter()
     for k, s in enumerate(sent):
         topic = protocol.topic_for(s.frame.device_id, protocol.Channel.FRAMES)
-        out = intake.handle(topic, protocol.encode(s.frame, keys[s.frame.device_id]))
+        try:
+            payload = protocol.encode(s.frame, keys[s.frame.device_id])
+        except protocol.ProtocolError as exc:  # the device could not have sent it either
+            statuses[f"unsendable:{s.role}"] += 1
+            outcome_of[k] = "unsendable"
+            print(f"  {s.device_dir} seq {s.frame.seq} cannot be encoded: {exc}")
+            continue
+        out = intake.handle(topic, payload)
         statuses[out.status if out.status != "rejected" else f"rejected:{out.reason}"] += 1
         outcome_of[k] = out.status
     door_s = time.perf_counter() - t0
@@ -304,6 +311,8 @@ def main() -> int:
     honest: list[bool] = []
     checks: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for k, s in enumerate(sent):
+        if outcome_of[k] == "unsendable":
+            continue  # never reached the server: scored neither way
         state, flags = rows.get((s.frame.device_id, s.frame.seq), ("rejected", []))
         hit = outcome_of[k] == "rejected" or state == Frame.State.FLAGGED
         group = "honest" if s.honest else s.role
