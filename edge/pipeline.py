@@ -82,6 +82,9 @@ def quality_reason(q: QualityScores, s: EdgeSettings) -> str | None:
     return None
 
 
+MAX_WIRE_SPEED_MPS = 655.34  # protocol: u16 centimetres per second
+
+
 def build_frame(identity: DeviceIdentity, seq: int, p: Prepared) -> protocol.Frame:
     if not isinstance(p.jpeg, RedactedJpeg):
         raise TypeError("a Frame carries only a RedactedJpeg")
@@ -95,7 +98,10 @@ def build_frame(identity: DeviceIdentity, seq: int, p: Prepared) -> protocol.Fra
             lon=fix.lon,
             alt_m=fix.alt_m,
             heading_deg=fix.course_deg,
-            speed_mps=fix.speed_mps,
+            # a receiver's absurd speed (a glitch) would not fit the wire: send it as unknown
+            speed_mps=fix.speed_mps
+            if fix.speed_mps is None or fix.speed_mps <= MAX_WIRE_SPEED_MPS
+            else None,
             fix=protocol.FixType.FIX_2D
             if fix.dim == 2
             else FIX_TYPES.get(fix.quality, protocol.FixType.FIX_3D),
