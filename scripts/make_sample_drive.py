@@ -17,27 +17,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sim.gnss import gga, rmc
+
 OUT = Path(__file__).resolve().parent.parent / "sample_data" / "drives" / "sample"
 START = datetime(2026, 6, 1, 9, 0, 0, tzinfo=UTC)
 ROADS = OUT.parent.parent / "world" / "roads.geojson"
 ROAD_ID = "r34"
 SPEED = 10.0  # m/s
 N_FRAMES = 12
-
-
-def nmea_checksum(body: str) -> str:
-    c = 0
-    for ch in body:
-        c ^= ord(ch)
-    return f"{c:02X}"
-
-
-def dm(value: float, lat: bool) -> tuple[str, str]:
-    hemi = ("N" if value >= 0 else "S") if lat else ("E" if value >= 0 else "W")
-    value = abs(value)
-    deg = int(value)
-    minutes = (value - deg) * 60
-    return (f"{deg:02d}{minutes:07.4f}" if lat else f"{deg:03d}{minutes:07.4f}"), hemi
 
 
 def along_road(distance_m: float) -> tuple[float, float, float]:
@@ -61,12 +48,8 @@ def along_road(distance_m: float) -> tuple[float, float, float]:
 
 
 def sentences(t: datetime, lat: float, lon: float, course: float) -> list[str]:
-    hhmmss = t.strftime("%H%M%S") + ".00"
-    la, ns = dm(lat, True)
-    lo, ew = dm(lon, False)
-    gga = f"GPGGA,{hhmmss},{la},{ns},{lo},{ew},1,09,0.9,18.0,M,19.5,M,,"
-    rmc = f"GPRMC,{hhmmss},A,{la},{ns},{lo},{ew},{SPEED / 0.514444:.1f},{course:.1f},{t.strftime('%d%m%y')},,,A"
-    return [f"${s}*{nmea_checksum(s)}" for s in (gga, rmc)]
+    """GGA + RMC of one fix, written by the simulator's NMEA writer."""
+    return [gga(t, lat, lon, True, 9, 0.9, 18.0), rmc(t, lat, lon, True, SPEED, course)]
 
 
 def draw(i: int, rng: np.random.Generator) -> np.ndarray:
