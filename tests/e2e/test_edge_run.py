@@ -135,9 +135,10 @@ def test_a_running_device_delivers_frames_obeys_a_new_sampling_distance_and_repo
     assert [f["properties"]["seq"] for f in frames] == list(range(1, len(frames) + 1))
 
     assert len(server.telemetry) >= 3, log[-2000:]
-    times = [t for t, _ in server.telemetry]
-    # periodic, not a flood (no upper bound: a loaded CI machine may delay a snapshot)
-    assert all(b - a > 1.0 for a, b in itertools.pairwise(times[1:])), times
+    # Every 2 s by the device's own clock (receive times vary with the machine's load);
+    # the first snapshot follows the connection and the last one may be the stop's.
+    sent = [m.sent_at_us / 1e6 for _, m in server.telemetry]
+    assert all(b - a >= 1.5 for a, b in itertools.pairwise(sent[1:-1])), sent
     seqs = [m.seq for _, m in server.telemetry]
     assert seqs == sorted(set(seqs))
     last = server.telemetry[-1][1].data
