@@ -332,6 +332,13 @@ class Renderer:
             elif kind == 5:
                 self._feature(extra[k], dist)
 
+    def _off_axis(self, xy: FloatArray) -> float:
+        """Angle (radians) between the camera's forward axis and the ground point `xy`."""
+        rel = xy - self._C[:2]
+        f = self._R[2, :2]
+        cos = float(rel @ f) / max(1e-6, float(np.linalg.norm(rel)) * float(np.linalg.norm(f)))
+        return math.acos(max(-1.0, min(1.0, cos)))
+
     def _colour(
         self,
         base: tuple[int, int, int] | NDArray[np.uint8],
@@ -342,18 +349,7 @@ class Renderer:
         cond = self._cond
         off = 0.0
         if cond.headlights and xy is not None:
-            rel = xy - self._C[:2]
-            f = self._R[2, :2]
-            off = math.acos(
-                max(
-                    -1.0,
-                    min(
-                        1.0,
-                        float(rel @ f)
-                        / max(1e-6, float(np.linalg.norm(rel)) * float(np.linalg.norm(f))),
-                    ),
-                )
-            )
+            off = self._off_axis(xy)
         light = float(lighting(cond, dist, off)) * gain
         return shade(base, cond, light, float(fog_factor(cond, dist)))
 
@@ -506,18 +502,7 @@ class Renderer:
 
     def _gain(self, dist: float, xy: FloatArray, retro: bool) -> float:
         cond = self._cond
-        rel = xy - self._C[:2]
-        f = self._R[2, :2]
-        off = math.acos(
-            max(
-                -1.0,
-                min(
-                    1.0,
-                    float(rel @ f)
-                    / max(1e-6, float(np.linalg.norm(rel)) * float(np.linalg.norm(f))),
-                ),
-            )
-        )
+        off = self._off_axis(xy)
         g = float(lighting(cond, dist, off))
         if retro and cond.headlights:
             g = max(g, min(1.0, g * cond.retro))
