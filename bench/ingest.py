@@ -142,6 +142,23 @@ def phase_cpu(before: dict[str, float], procs: dict[str, int]) -> str:
     )
 
 
+def worker_phase(
+    stack: LocalStack, label: str, device_id: str, n: int, size: tuple[int, int], quality: int
+) -> float:
+    """Publish n frames as a new device; frames/s from the first publish to the last commit."""
+    base_frames = stack.stats()["frames"]
+    procs = pids(stack)
+    before = {k: cpu_s(p) for k, p in procs.items()}
+    t0, _ = publish(stack, device_id, n, size, quality)
+    t1 = wait_committed(stack, device_id, base_frames + n)
+    rate = n / (t1 - t0)
+    print(
+        f"{label:<16}: {n} frames in {t1 - t0:.2f}s = {rate:.0f}/s; cpu {phase_cpu(before, procs)}",
+        flush=True,
+    )
+    return rate
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=1500)
@@ -190,28 +207,10 @@ def main() -> int:
         )
         stack.wait_for_frames(n, timeout=600)  # the workers also consume phase 0: let them finish
         # Phase 1: one worker.
-        base_frames = stack.stats()["frames"]
-        procs = pids(stack)
-        before = {k: cpu_s(p) for k, p in procs.items()}
-        t0, _ = publish(stack, "bench-dev1", n, size, args.quality)
-        t1 = wait_committed(stack, "bench-dev1", base_frames + n)
-        rate_one = n / (t1 - t0)
-        print(
-            f"one worker      : {n} frames in {t1 - t0:.2f}s = {rate_one:.0f}/s; cpu {phase_cpu(before, procs)}",
-            flush=True,
-        )
+        rate_one = worker_phase(stack, "one worker", "bench-dev1", n, size, args.quality)
         # Phase 2: two workers.
         stack.start_ingest_worker(1)
-        base_frames = stack.stats()["frames"]
-        procs = pids(stack)
-        before = {k: cpu_s(p) for k, p in procs.items()}
-        t0, _ = publish(stack, "bench-dev2", n, size, args.quality)
-        t1 = wait_committed(stack, "bench-dev2", base_frames + n)
-        rate_two = n / (t1 - t0)
-        print(
-            f"two workers     : {n} frames in {t1 - t0:.2f}s = {rate_two:.0f}/s; cpu {phase_cpu(before, procs)}",
-            flush=True,
-        )
+        rate_two = worker_phase(stack, "two workers", "bench-dev2", n, size, args.quality)
         print(
             f"database={args.database} cores={os.cpu_count()} frames={n} size={args.size} quality={args.quality}"
         )
