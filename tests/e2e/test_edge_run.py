@@ -12,6 +12,7 @@ import itertools
 import json
 import re
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -85,6 +86,28 @@ RUN_ENV = {
 }
 
 
+def spawn_video_run(
+    stack: LocalStack, name: str, device_dir: Path, drive: Path, **env: str
+) -> subprocess.Popen[bytes]:
+    """`roadmesh edge run` on a recorded video played in real time, GNSS from its NMEA log."""
+    return stack.spawn(
+        name,
+        "-v",
+        "edge",
+        "run",
+        "--device-dir",
+        str(device_dir),
+        "--source",
+        f"video:{drive / 'video.mp4'}",
+        "--start",
+        START.isoformat(),
+        "--realtime",
+        ROADMESH_EDGE_GNSS=f"log:{drive / 'gnss.nmea'}",
+        **RUN_ENV,
+        **env,
+    )
+
+
 def test_a_running_device_delivers_frames_obeys_a_new_sampling_distance_and_reports_telemetry(
     edge_stack: LocalStack, tmp_path: Path
 ) -> None:
@@ -94,21 +117,8 @@ def test_a_running_device_delivers_frames_obeys_a_new_sampling_distance_and_repo
     server = ServerClient(stack)
     try:
         server.watch_telemetry("dev-run")
-        proc = stack.spawn(
-            "edge-run",
-            "-v",
-            "edge",
-            "run",
-            "--device-dir",
-            str(device_dir),
-            "--source",
-            f"video:{drive.path / 'video.mp4'}",
-            "--start",
-            START.isoformat(),
-            "--realtime",
-            ROADMESH_EDGE_GNSS=f"log:{drive.path / 'gnss.nmea'}",
-            ROADMESH_EDGE_TELEMETRY_INTERVAL_S="2",
-            **RUN_ENV,
+        proc = spawn_video_run(
+            stack, "edge-run", device_dir, drive.path, ROADMESH_EDGE_TELEMETRY_INTERVAL_S="2"
         )
         stack.wait_for(lambda: len(stack.device_frames("dev-run")) >= 5, 60, "the first frames")
         server.publish_config("dev-run", {"sample_distance_m": 30, "covered_cells": []})
@@ -157,21 +167,7 @@ def test_a_device_whose_login_is_refused_counts_it_logs_it_and_keeps_running(
     login["mqtt"]["password"] = "not-the-password"
     (device_dir / "device.json").write_text(json.dumps(login))
     drive = write_drive(tmp_path / "drive", duration_s=60, fps=5, width=640, height=360)
-    proc = stack.spawn(
-        "edge-badpw",
-        "-v",
-        "edge",
-        "run",
-        "--device-dir",
-        str(device_dir),
-        "--source",
-        f"video:{drive.path / 'video.mp4'}",
-        "--start",
-        START.isoformat(),
-        "--realtime",
-        ROADMESH_EDGE_GNSS=f"log:{drive.path / 'gnss.nmea'}",
-        **RUN_ENV,
-    )
+    proc = spawn_video_run(stack, "edge-badpw", device_dir, drive.path)
     stack.wait_for(
         lambda: stack.log("edge-badpw").count("broker refused login for dev-badpw") >= 3,
         60,
