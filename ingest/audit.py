@@ -31,7 +31,7 @@ from ingest.imaging import (
     visual_motion,
 )
 from ingest.store import ObjectStore
-from webapp.fleet.models import Device, Frame
+from webapp.fleet.models import Device, Frame, VisionJob
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,9 @@ class AuditReport:
     devices: int = 0
     frames: int = 0
     newly_flagged: int = 0
+    unflagged: int = (
+        0  # flagged frames returned to `accepted` (an unconfirmed near-duplicate cleared)
+    )
     by_check: Counter[str] = field(default_factory=Counter)
 
 
@@ -87,14 +90,17 @@ class Auditor:
 
     def cross_device(self, frame_ids: list[int], report: AuditReport) -> None:
         """Frames compared with other devices' frames: uploads of another device's drive
-        (`ingest.copies`). The door's pHash near-duplicate flags that the stronger comparison
-        does not confirm are cleared (score 0, the numbers kept as evidence)."""
+        (`find_copies`). The door's pHash near-duplicate flags that the stronger comparison
+        does not confirm are cleared: score 0, the door's score, reason and numbers kept as
+        evidence. A frame that only such a flag had flagged goes back to `accepted`, and gets
+        the vision job an accepted frame has if it has none."""
         found = find_copies(frame_ids, self.store, self.policy)
         changes: dict[int, list[fraud.Flag]] = {}
         for fid, flag in found.flags.items():
             changes.setdefault(fid, []).append(flag)
         now = timezone.now()
         touched: set[int] = set()
+        unflagged: list[int] = []
         with transaction.atomic():
             ids = set(changes) | set(found.cleared)
             for fid, dev, flags, state in Frame.objects.filter(pk__in=ids).values_list(
@@ -109,13 +115,22 @@ class Auditor:
                 if score >= self.policy.flag_score and state != Frame.State.FLAGGED:
                     new_state = Frame.State.FLAGGED
                     report.newly_flagged += 1
-                elif score < self.policy.flag_score and state == Frame.State.FLAGGED:
+                elif (
+                    score < self.policy.flag_score
+                    and state == Frame.State.FLAGGED
+                    and fraud.fraud_score(flags or []) >= self.policy.flag_score
+                ):  # flagged by the flag just cleared (not by hand): accepted again
                     new_state = Frame.State.ACCEPTED
+                    unflagged.append(fid)
                 report.by_check.update(f.check for f in changes.get(fid, []))
                 Frame.objects.filter(pk=fid).update(
                     flags=merged, fraud_score=score, state=new_state, audited_at=now
                 )
                 touched.add(dev)
+            VisionJob.objects.bulk_create(
+                [VisionJob(frame_id=fid) for fid in unflagged], ignore_conflicts=True
+            )
+            report.unflagged += len(unflagged)
             for device in Device.objects.filter(pk__in=touched):
                 self.update_trust(device, now)
 
@@ -461,7 +476,9 @@ def _unconfirmed_near_duplicate(
         ),
         None,
     )
-    ev = door.get("evidence") if door is not None else None
+    if door is None:
+        return None
+    ev = door.get("evidence")
     other_id = ev.get("other_frame") if isinstance(ev, dict) else None
     if not isinstance(ev, dict) or not isinstance(other_id, int):
         return None
@@ -478,7 +495,13 @@ def _unconfirmed_near_duplicate(
         fraud.Check.NEAR_DUPLICATE_IMAGE,
         0.0,
         "cleared by the audit: not confirmed as a copy",
-        {**ev, "detail_ncc": round(m.detail_ncc, 3), "inliers": m.inliers},
+        {
+            **ev,
+            "door_score": door.get("score"),
+            "door_reason": door.get("reason"),
+            "detail_ncc": round(m.detail_ncc, 3),
+            "inliers": m.inliers,
+        },
     )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
 from ingest.audit import Auditor
@@ -16,7 +17,7 @@ from ingest.intake import FrameIntake
 from ingest.store import LocalObjectStore
 from tests.ingest.streams import crop, encode_jpeg, make_frame, offset, world_strip
 from webapp.accounts.models import User
-from webapp.fleet.models import Device, Frame
+from webapp.fleet.models import Device, Frame, VisionJob
 from webapp.fleet.provisioning import register_device
 
 pytestmark = pytest.mark.django_db
@@ -90,3 +91,73 @@ def test_the_audit_flags_every_frame_of_a_device_uploading_another_devices_drive
     assert Device.objects.get(device_id="dev-copy").trust_evidence["by_check"][
         Check.DUPLICATE_DRIVE
     ] == len(originals)
+
+
+def _send(
+    intake: FrameIntake, key: Ed25519PrivateKey, device_id: str, t_us: int, jpeg: bytes
+) -> Frame:
+    f = make_frame(device_id, 1, t_us, LAT0, LON0, jpeg, heading_deg=0.0)
+    out = intake.handle(
+        protocol.topic_for(device_id, protocol.Channel.FRAMES), protocol.encode(f, key)
+    )
+    assert out.status == "stored" and out.frame_id is not None
+    return Frame.objects.get(pk=out.frame_id)
+
+
+def _near_duplicate_pair(tmp_path: Path) -> tuple[LocalObjectStore, Frame]:
+    """Two devices send one near-identical picture of one spot a minute apart: the door flags
+    the second as a near-duplicate; one matching picture does not make a copying pair, so the
+    audit does not confirm it."""
+    store = LocalObjectStore(tmp_path / "images")
+    intake = FrameIntake(store)
+    owner = User.objects.create_user("driver", role=User.Role.DRIVER)
+    keys = {name: protocol.generate_private_key() for name in ("dev-first", "dev-second")}
+    for name, key in keys.items():
+        register_device(owner, name, protocol.public_key_bytes(key))
+    picture = crop(world_strip(3), 500.0)
+    t0 = int((time.time() - 1_800) * 1e6)
+    _send(intake, keys["dev-first"], "dev-first", t0, encode_jpeg(picture, quality=90))
+    second = _send(
+        intake, keys["dev-second"], "dev-second", t0 + 60_000_000, encode_jpeg(picture, quality=80)
+    )
+    assert second.state == Frame.State.FLAGGED
+    assert [f["check"] for f in second.flags] == [Check.NEAR_DUPLICATE_IMAGE]
+    return store, second
+
+
+def test_a_door_flagged_frame_the_audit_clears_is_accepted_with_a_vision_job_and_keeps_the_door_evidence(
+    tmp_path: Path,
+) -> None:
+    store, frame = _near_duplicate_pair(tmp_path)
+    door = frame.flags[0]
+    # The audit must not rely on the door having queued a flagged frame for vision.
+    VisionJob.objects.filter(frame=frame).delete()
+
+    report = Auditor(store).run()
+
+    frame.refresh_from_db()
+    assert frame.state == Frame.State.ACCEPTED
+    assert VisionJob.objects.filter(frame=frame, state=VisionJob.State.PENDING).exists()
+    (cleared,) = frame.flags
+    assert (cleared["check"], cleared["score"]) == (Check.NEAR_DUPLICATE_IMAGE, 0.0)
+    assert cleared["evidence"]["door_score"] == door["score"]
+    assert cleared["evidence"]["door_reason"] == door["reason"]
+    assert cleared["evidence"]["other_frame"] == door["evidence"]["other_frame"]
+    assert cleared["evidence"]["phash_distance"] == door["evidence"]["phash_distance"]
+    assert report.unflagged == 1
+
+
+def test_the_audit_leaves_a_frame_flagged_by_hand_flagged_when_it_clears_its_near_duplicate_flag(
+    tmp_path: Path,
+) -> None:
+    store, frame = _near_duplicate_pair(tmp_path)
+    Frame.objects.filter(pk=frame.pk).update(
+        flags=[{**frame.flags[0], "score": 0.3}], fraud_score=0.3
+    )  # flagged by an operator, not by a flag's score
+
+    report = Auditor(store).run()
+
+    frame.refresh_from_db()
+    assert frame.state == Frame.State.FLAGGED
+    assert frame.flags[0]["score"] == 0.0
+    assert report.unflagged == 0
