@@ -228,6 +228,19 @@ def published(fleet: Path, redactor: Redactor, cache: Path) -> list[Sent]:
     return sent
 
 
+def _revision() -> str:
+    """The commit the bench runs, and the checks' files changed since (they decide the result)."""
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--", "ingest", "edge", "protocol", "sim"],
+        capture_output=True,
+        text=True,
+    )
+    changed = [line[3:] for line in dirty.stdout.splitlines()]
+    return head.stdout.strip() + (f" + uncommitted {', '.join(changed)}" if changed else "")
+
+
 # -- 3. door and audit; 4. scoring ------------------------------------------------------------
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -243,6 +256,10 @@ def main() -> int:
         help="skip face/plate blurring (faster; the checks do not depend on it)",
     )
     args = ap.parse_args()
+    print(
+        f"command: {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}; code: {_revision()}",
+        flush=True,
+    )
     fleet = ensure_fleet(args.devices, args.minutes, args.seed, args.fleet)
     redactor = Redactor(_NoDetector(), _NoDetector()) if args.no_privacy else Redactor.default()
     t0 = time.perf_counter()
@@ -299,7 +316,8 @@ def main() -> int:
     audit_s = time.perf_counter() - t0
     print(
         f"door: {dict(statuses)} in {door_s:.1f}s ({len(sent) / door_s:.0f} frames/s), {door_flagged} flagged; "
-        f"audit: {report.frames} frames in {audit_s:.1f}s, {report.newly_flagged} newly flagged, {dict(report.by_check)}"
+        f"audit: {report.frames} frames in {audit_s:.1f}s, {report.newly_flagged} newly flagged, "
+        f"{report.unflagged} un-flagged, {dict(report.by_check)}"
     )
 
     rows = {
@@ -310,12 +328,15 @@ def main() -> int:
     every: dict[str, list[bool]] = defaultdict(list)
     honest: list[bool] = []
     checks: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    cleared: dict[str, int] = defaultdict(int)  # door near-duplicate flags the audit cleared
     for k, s in enumerate(sent):
         if outcome_of[k] == "unsendable":
             continue  # never reached the server: scored neither way
         state, flags = rows.get((s.frame.device_id, s.frame.seq), ("rejected", []))
         hit = outcome_of[k] == "rejected" or state == Frame.State.FLAGGED
         group = "honest" if s.honest else s.role
+        if any(f["check"] == "near_duplicate_image" and f["score"] == 0 for f in flags):
+            cleared["honest" if s.honest else "fraudulent" if s.cheat else "other"] += 1
         for f in flags if hit else []:
             checks[group][f["check"]] += 1
         if s.honest:
@@ -334,6 +355,7 @@ def main() -> int:
         f"  {'honest':18s} {sum(honest):4d}/{len(honest):4d} flagged ({sum(honest) / max(1, len(honest)):6.1%})  "
         f"checks: {dict(checks['honest'])}"
     )
+    print(f"door near-duplicate flags the audit cleared: {dict(cleared)}")
     low = sorted(Device.objects.values_list("trust_score", "device_id"))[:6]
     print("lowest trust: " + ", ".join(f"{d}={t:.2f}" for t, d in low))
     fraud = [x for v in cheat.values() for x in v]
