@@ -175,7 +175,7 @@ class FrameIntake:
                 p.jpeg = parse_header(
                     message.jpeg, max_side=self.policy.max_side, max_pixels=self.policy.max_pixels
                 )
-                p.facts = image_facts(message.jpeg)
+                p.facts = image_facts(message.jpeg, (p.jpeg.width, p.jpeg.height))
             except JpegError as exc:
                 p.content_rejection = Rejection(
                     exc.reason, exc.detail, message.device_id, message.seq

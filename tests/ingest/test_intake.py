@@ -151,6 +151,18 @@ def test_it_rejects_malformed_payloads_with_a_reason(
     assert RejectedMessage.objects.get().payload_bytes == len(payload)
 
 
+def test_it_rejects_a_signed_jpeg_that_cannot_be_decoded(
+    intake: FrameIntake, device: Device, key: Ed25519PrivateKey
+) -> None:
+    """The markers the door reads are fine, but the quantisation tables are missing."""
+    broken = JPEG
+    while (i := broken.find(b"\xff\xdb", 0, broken.find(b"\xff\xda"))) >= 0:
+        broken = broken[:i] + broken[i + 2 + int.from_bytes(broken[i + 2 : i + 4], "big") :]
+    outcome = intake.handle(TOPIC, protocol.encode(frame(jpeg=broken), key))
+    assert (outcome.status, outcome.reason) == ("rejected", "undecodable_image")
+    assert not Frame.objects.exists()
+
+
 def test_it_counts_a_rejected_payload_seen_again_instead_of_storing_it_twice(
     intake: FrameIntake, device: Device
 ) -> None:
@@ -203,3 +215,23 @@ def test_a_status_message_marks_the_device_online_and_offline(
     )
     device.refresh_from_db()
     assert not device.online
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080), (640, 360), (320, 240), (100, 80)])
+def test_the_reduced_decode_gives_the_pixels_of_a_pil_draft_decode(size: tuple[int, int]) -> None:
+    """`reduced_grey` (OpenCV) keeps the pixels the door's thresholds were set on (PIL draft)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from ingest.imaging import reduced_grey
+
+    w, h = size
+    jpeg = frame_jpeg(world_strip(3, length_px=max(8000, 4 * w), height=h), 10.0, 85, w)
+    grey = reduced_grey(jpeg)
+    with Image.open(io.BytesIO(jpeg)) as im:
+        im.draft("L", (grey.shape[1], grey.shape[0]))
+        expected = np.asarray(im.convert("L"))
+    assert grey.shape == expected.shape and min(grey.shape) >= min(96, h)
+    assert np.array_equal(grey, expected)
