@@ -4,10 +4,13 @@
 
 Same broker, same run, same kind of frames (synthetic 1280x720 dashcam-sized JPEGs, about
 240 KB at quality 70, signed; the sample drive's rendered 720p frames are about 105 KB). Phase 0: a
-bare paho subscriber (separate process, plain subscription, auto ack) receives the stream;
-phase 1: one `roadmesh ingest run`; phase 2: two workers on the shared subscription. Rates
-are frames / (first publish -> last frame received or committed). Prints each process's
-CPU time per phase; the last line is `RESULT one_worker_vs_bare=<x> two_vs_one=<x>`.
+bare paho subscriber (separate process, plain subscription, auto ack) receives the stream
+while no ingest worker runs yet; phase 1: one `roadmesh ingest run`; phase 2: two workers on
+the shared subscription. Rates are frames / (first publish -> last frame received or
+committed). Prints each process's CPU time per phase (and per frame), then what the
+worker's per-frame steps cost when run alone in this process on the same frames, so the
+gap to the bare subscriber can be read. The last line is
+`RESULT one_worker_vs_bare=<x> two_vs_one=<x>`.
 """
 
 from __future__ import annotations
@@ -36,25 +39,20 @@ from tests.ingest.streams import HonestDrive  # noqa: E402
 BARE = r"""
 import sys, time, paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
-from paho.mqtt.packettypes import PacketTypes
 port, password, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 got = [0, 0.0]
 def on_message(c, u, m):
     got[0] += 1; got[1] = time.time()
 def on_connect(c, u, f, r, p):
-    print(f"connected {r} session_present={f.session_present}", file=sys.stderr, flush=True)
-    if not f.session_present:
-        c.subscribe([("devices/+/frames", 1)])
+    print(f"connected {r}", file=sys.stderr, flush=True)
+    c.subscribe([("devices/+/frames", 1)])
 c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare-subscriber", protocol=mqtt.MQTTv5)
 c.username_pw_set("svc_ingest", password)
 c.on_message = on_message
 c.on_connect = on_connect
 c.on_subscribe = lambda *a: print("ready", flush=True)
 c.on_disconnect = lambda c, u, f, r, p: print(f"disconnected {r}", file=sys.stderr, flush=True)
-props = Properties(PacketTypes.CONNECT); props.SessionExpiryInterval = 600
-c.connect("127.0.0.1", port, clean_start=False, properties=props); c.loop_start()
-last = 0
+c.connect("127.0.0.1", port, clean_start=True); c.loop_start()  # session ends with the connection
 while got[0] < n:
     time.sleep(0.01)
 print(f"done {got[1]:.6f}", flush=True)
@@ -62,12 +60,30 @@ c.disconnect(); c.loop_stop()
 """
 
 
+SERVICES: dict[str, int] = {}  # more processes whose CPU each phase reports (the database)
+
+
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_s(pid: int) -> float:
+    """CPU seconds of a process and all its descendants, living and exited (the reaped
+    children's time is in the parent's cutime/cstime): PostgreSQL forks a backend per
+    connection."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        f = _stat(pid)
     except (FileNotFoundError, IndexError):
         return 0.0
+    total = sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat(int(entry.name))[1]) == pid:
+                    total += cpu_s(int(entry.name))
+            except (FileNotFoundError, IndexError, ValueError):
+                continue
+    return total
 
 
 def publish(
@@ -93,6 +109,7 @@ def publish(
     c.on_publish = lambda *a: acked.release()
     c.connect("127.0.0.1", stack.mqtt_port)
     c.loop_start()
+    cpu0 = time.process_time()
     t0 = time.time()
     for p in payloads:
         c.publish(topic, p, qos=1)
@@ -101,28 +118,47 @@ def publish(
     t1 = time.time()
     c.disconnect()
     c.loop_stop()
+    used = time.process_time() - cpu0
+    print(f"  publisher cpu {used:.2f}s ({used / frames * 1e3:.2f} ms/frame)", flush=True)
     return t0, t1
 
 
-def frames_of(stack: LocalStack, device_id: str) -> int:
+def last_insert(stack: LocalStack, device_id: str) -> tuple[int, float]:
+    """(frames stored for the device, when the last of them was inserted: max received_at)."""
     code = (
         "from webapp.django_setup import setup_django; setup_django();"
+        "from django.db.models import Count, Max;"
         "from webapp.fleet.models import Frame;"
-        f"print(Frame.objects.filter(device__device_id='{device_id}').count())"
+        f"a = Frame.objects.filter(device__device_id='{device_id}')"
+        ".aggregate(n=Count('id'), t=Max('received_at'));"
+        "print(a['n'], a['t'].timestamp() if a['t'] else 0)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], env=stack.env(), capture_output=True, text=True, cwd=REPO
+        [sys.executable, "-c", code],
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
     )
-    return int(out.stdout.strip() or 0)
+    n, t = out.stdout.split()
+    return int(n), float(t)
 
 
-def wait_committed(stack: LocalStack, device_id: str, n: int, timeout: float = 600) -> float:
+def wait_committed(
+    stack: LocalStack, device_id: str, total: int, n: int, timeout: float = 600
+) -> float:
+    """Wait until `total` frames are stored (polling twice a second, so the poll costs the
+    workers little); returns when the device's last row was inserted (its max received_at)."""
     deadline = time.time() + timeout
-    while time.time() < deadline:
-        if stack.stats()["frames"] >= n:
-            return time.time()
-        time.sleep(0.05)
-    raise RuntimeError(f"{device_id}: not all {n} frames committed in {timeout}s")
+    while stack.stats()["frames"] < total:
+        if time.time() > deadline:
+            raise RuntimeError(f"{device_id}: not all {n} frames committed in {timeout}s")
+        time.sleep(0.5)
+    count, t_last = last_insert(stack, device_id)
+    if count != n:
+        raise RuntimeError(f"{device_id}: {count} frames stored, expected {n}")
+    return t_last
 
 
 def pids(stack: LocalStack) -> dict[str, int]:
@@ -133,13 +169,14 @@ def pids(stack: LocalStack) -> dict[str, int]:
     }
     if stack.broker is not None and stack.broker.process is not None:
         out["mosquitto"] = stack.broker.process.pid
-    return out
+    if "web" in stack.processes:
+        out["web"] = stack.processes["web"].pid  # answers the bench's polls
+    return {**out, **SERVICES}
 
 
-def phase_cpu(before: dict[str, float], procs: dict[str, int]) -> str:
-    return " ".join(
-        f"{k}={cpu_s(pid) - before.get(k, 0.0):.2f}s" for k, pid in sorted(procs.items())
-    )
+def phase_cpu(before: dict[str, float], procs: dict[str, int], n: int) -> str:
+    used = {k: cpu_s(pid) - before.get(k, 0.0) for k, pid in sorted(procs.items())}
+    return " ".join(f"{k}={t:.2f}s ({t / n * 1e3:.2f} ms/frame)" for k, t in used.items())
 
 
 def worker_phase(
@@ -150,13 +187,44 @@ def worker_phase(
     procs = pids(stack)
     before = {k: cpu_s(p) for k, p in procs.items()}
     t0, _ = publish(stack, device_id, n, size, quality)
-    t1 = wait_committed(stack, device_id, base_frames + n)
+    t1 = wait_committed(stack, device_id, base_frames + n, n)
     rate = n / (t1 - t0)
     print(
-        f"{label:<16}: {n} frames in {t1 - t0:.2f}s = {rate:.0f}/s; cpu {phase_cpu(before, procs)}",
+        f"{label:<16}: {n} frames in {t1 - t0:.2f}s = {rate:.0f}/s; cpu {phase_cpu(before, procs, n)}",
         flush=True,
     )
     return rate
+
+
+def step_costs(size: tuple[int, int], quality: int, frames: int = 100) -> str:
+    """CPU per frame of the worker's pure steps, each run alone in this process on fresh frames."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ingest.imaging import facts_of, reduced_grey
+    from ingest.jpeg import parse_header
+
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key()
+    drive = HonestDrive("bench-steps", key, seed=99, width=size[0], height=size[1], quality=quality)
+    payloads = [drive.payload(s) for s in range(1, frames + 1)]
+    signed = [protocol.decode(p) for p in payloads]
+    jpegs = [s.message.jpeg for s in signed if isinstance(s.message, protocol.Frame)]
+    greys = [reduced_grey(j) for j in jpegs]
+    steps = {
+        "envelope decode + image SHA-256": lambda i: protocol.decode(payloads[i]),
+        "Ed25519 signature": lambda i: protocol.verify(signed[i], public),
+        "JPEG header": lambda i: parse_header(jpegs[i], max_side=8192, max_pixels=50_000_000),
+        "reduced grey decode": lambda i: reduced_grey(jpegs[i], size=size),
+        "pHash + quality": lambda i: facts_of(greys[i]),
+    }
+    parts = []
+    for name, step in steps.items():
+        step(0)
+        t0 = time.process_time()
+        for i in range(frames):
+            step(i)
+        parts.append(f"{name} {(time.process_time() - t0) / frames * 1e3:.2f}")
+    return "worker steps alone, ms CPU/frame: " + ", ".join(parts)
 
 
 def main() -> int:
@@ -176,11 +244,15 @@ def main() -> int:
 
         pg = PostgresServer.start(traversable_tmpdir("bench-pg-"))
         database_url = pg.create_database("bench")
+        SERVICES["postgres"] = int((pg.data_dir / "postmaster.pid").read_text().split()[0])
     base = traversable_tmpdir("bench-ingest-")
-    stack = LocalStack(run_dir=base, database_url=database_url)
+    # No device hold: phase 0 runs before any ingest worker exists.
+    stack = LocalStack(run_dir=base, database_url=database_url, hold_s=0)
     n = args.frames
     try:
-        stack.start()
+        stack.prepare()
+        stack.start_broker()
+        stack.start_web()
         password = (stack.broker_config.run_dir / "ingest.secret").read_text().strip()
         # Phase 0: bare subscriber.
         bare = subprocess.Popen(
@@ -192,12 +264,12 @@ def main() -> int:
         procs = {**pids(stack), "bare": bare.pid}
         before = {k: cpu_s(p) for k, p in procs.items()}
         t0, _ = publish(stack, "bench-dev0", n, size, args.quality)
-        cpu0 = phase_cpu(before, procs)
         line = ""
         while not line.startswith("done"):
             line = bare.stdout.readline()
             if not line:
                 raise RuntimeError("the bare subscriber exited early")
+        cpu0 = phase_cpu(before, procs, n)
         t_last = float(line.split()[1])
         bare.wait(30)
         rate_bare = n / (t_last - t0)
@@ -205,8 +277,8 @@ def main() -> int:
             f"bare subscriber : {n} frames in {t_last - t0:.2f}s = {rate_bare:.0f}/s; cpu {cpu0}",
             flush=True,
         )
-        stack.wait_for_frames(n, timeout=600)  # the workers also consume phase 0: let them finish
         # Phase 1: one worker.
+        stack.start_ingest_worker(0)
         rate_one = worker_phase(stack, "one worker", "bench-dev1", n, size, args.quality)
         # Phase 2: two workers.
         stack.start_ingest_worker(1)
@@ -214,6 +286,7 @@ def main() -> int:
         print(
             f"database={args.database} cores={os.cpu_count()} frames={n} size={args.size} quality={args.quality}"
         )
+        print(step_costs(size, args.quality), flush=True)
         print(
             f"RESULT one_worker_vs_bare={rate_one / rate_bare:.2f} two_vs_one={rate_two / rate_one:.2f}"
         )
