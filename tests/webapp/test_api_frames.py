@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import pytest
+from django.conf import settings
 from django.test import Client
 
+from ingest.broker import free_port
+from ingest.store import LocalObjectStore, S3ObjectStore
 from webapp.accounts.models import User
 from webapp.fleet.models import Device, Frame
 
@@ -88,3 +92,65 @@ def test_an_image_no_frame_refers_to_is_not_served(client: Client, frames: list[
 
 def test_stats_count_frames_and_rejections(client: Client, frames: list[Frame]) -> None:
     assert client.get("/api/v1/stats").json()["frames"] == 3
+
+
+def _frame_with_image(frame: Frame, data: bytes) -> str:
+    sha = hashlib.sha256(data).hexdigest()
+    Frame.objects.filter(pk=frame.pk).update(image_sha256=sha)
+    return sha
+
+
+def test_an_image_is_served_from_the_local_store(client: Client, frames: list[Frame]) -> None:
+    data = b"\xff\xd8 a local jpeg \xff\xd9"
+    sha = _frame_with_image(frames[0], data)
+    LocalObjectStore(settings.PATHS.image_dir).put(data)
+    response = client.get(f"/api/v1/images/{sha}.jpg")
+    assert (response.status_code, response["Content-Type"]) == (200, "image/jpeg")
+    assert response.content == data
+
+
+def test_an_image_is_served_from_the_s3_store_when_that_is_the_setting(
+    client: Client, frames: list[Frame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moto = pytest.importorskip("moto")
+    import boto3
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "ROADMESH_IMAGE_STORE": "s3",
+        "ROADMESH_S3_BUCKET": "roadmesh-api-test",
+    }.items():
+        monkeypatch.setenv(name, value)
+    data = b"\xff\xd8 an s3 jpeg \xff\xd9"
+    sha = _frame_with_image(frames[0], data)
+    with moto.mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="roadmesh-api-test")
+        S3ObjectStore("roadmesh-api-test").put(data)
+        response = client.get(f"/api/v1/images/{sha}.jpg")
+        missing = _frame_with_image(frames[1], b"never uploaded")
+        assert client.get(f"/api/v1/images/{missing}.jpg").status_code == 404
+    assert response.status_code == 200
+    assert response.content == data
+    assert not (settings.PATHS.image_dir / sha[:2]).exists()
+
+
+def test_an_unreachable_image_store_answers_503(
+    client: Client, frames: list[Frame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("boto3")
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_MAX_ATTEMPTS": "1",
+        "ROADMESH_IMAGE_STORE": "s3",
+        "ROADMESH_S3_BUCKET": "roadmesh-api-test",
+        "ROADMESH_S3_REGION": "us-east-1",
+        "ROADMESH_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+    }.items():
+        monkeypatch.setenv(name, value)
+    sha = _frame_with_image(frames[0], b"somewhere else")
+    response = client.get(f"/api/v1/images/{sha}.jpg")
+    assert response.status_code == 503
+    assert "unavailable" in response.json()["error"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,11 +12,13 @@ from django.db import connection
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from ingest.store import LocalObjectStore
+from ingest.store import ObjectStore, ObjectStoreError, store_from_env
 from webapp.fleet.models import Device, Frame, RejectedMessage
 
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
+
+logger = logging.getLogger(__name__)
 
 
 class BadRequest(ValueError):
@@ -129,15 +133,32 @@ def frames(request: HttpRequest) -> HttpResponse:
     return JsonResponse(body, content_type="application/geo+json")
 
 
+_STORES: dict[tuple[str, ...], ObjectStore] = {}
+_STORE_SETTINGS = ("IMAGE_STORE", "S3_BUCKET", "S3_PREFIX", "S3_ENDPOINT_URL", "S3_REGION")
+
+
+def image_store() -> ObjectStore:
+    """The store ingest writes to (ROADMESH_IMAGE_STORE: local or s3), one per setting."""
+    key = (
+        str(settings.PATHS.image_dir),
+        *(os.environ.get(f"ROADMESH_{name}", "") for name in _STORE_SETTINGS),
+    )
+    if key not in _STORES:
+        _STORES[key] = store_from_env(settings.PATHS.image_dir)
+    return _STORES[key]
+
+
 def image(request: HttpRequest, sha256: str) -> HttpResponse:
     """GET /api/v1/images/<sha256>.jpg -> the stored (already blurred) JPEG."""
     if not Frame.objects.filter(image_sha256=sha256).exists():
         return _error(404, "no frame has this image")
-    store = LocalObjectStore(settings.PATHS.image_dir)
     try:
-        data = store.get(sha256)
+        data = image_store().get(sha256)
     except KeyError:
         return _error(404, "image not in store")
+    except ObjectStoreError:
+        logger.exception("the image store failed to read %s", sha256)
+        return _error(503, "the image store is unavailable")
     response = HttpResponse(data, content_type="image/jpeg")
     response["Cache-Control"] = "public, max-age=31536000, immutable"
     return response
