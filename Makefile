@@ -12,7 +12,7 @@ check:
 	scripts/bootstrap.sh test
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy protocol edge vision ingest rewards contracts webapp sim roadmesh
+	.venv/bin/mypy protocol edge vision ingest rewards contracts webapp sim roadmesh bench
 
 format:
 	.venv/bin/ruff format .

@@ -57,10 +57,13 @@ def main() -> int:
     from vision.quality import score
 
     # A real street photo (the sample drive) at 1080p with two real faces pasted in.
-    src = cv2.imread(
-        str(Path(__file__).resolve().parents[1] / "sample_data/drives/sample/frames/000003.jpg")
+    src_path = Path(__file__).resolve().parents[1] / "sample_data/drives/sample/frames/000003.jpg"
+    src = cv2.imread(str(src_path))
+    if src is None:
+        raise SystemExit(f"cannot read {src_path}")
+    image: np.ndarray = np.ascontiguousarray(
+        cv2.resize(src, (1920, 1080), interpolation=cv2.INTER_CUBIC), dtype=np.uint8
     )
-    image = cv2.resize(src, (1920, 1080), interpolation=cv2.INTER_CUBIC)
     for k, tile in enumerate(face_tiles(2, 64)):
         image[500:564, 300 + 200 * k : 364 + 200 * k] = tile
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 88])
@@ -117,7 +120,7 @@ def main() -> int:
         times = []
         for i in range(n + 1):
             t = time.perf_counter()
-            frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+            frame = np.asarray(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR))
             result = pipe.process(Captured(frame, t0 + timedelta(seconds=1 + i * 0.5)), track)
             times.append(time.perf_counter() - t)
             assert result == "kept", result
