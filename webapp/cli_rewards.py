@@ -28,9 +28,8 @@ def _coverage(args: argparse.Namespace) -> int:
 
     now = datetime.now(UTC)
     rows = (
-        Frame.objects.filter(
-            state=Frame.State.ACCEPTED, captured_at__gte=now - timedelta(days=args.days)
-        )
+        Frame.objects.filter(captured_at__gte=now - timedelta(days=args.days))
+        .exclude(state=Frame.State.FLAGGED)  # accepted, and processed by vision
         .values_list("device__owner__username", "h3_r12", "captured_at")
         .iterator()
     )
