@@ -1,16 +1,19 @@
 """Ingest throughput: publish -> committed row, one and two workers, beside a bare paho subscriber.
 
-    python bench/ingest.py [--frames 1500] [--database sqlite|postgresql] [--size 1280x720] [--quality 70]
+    python bench/ingest.py [--frames 1000] [--repeat 3] [--database postgresql|sqlite]
+                           [--size 1280x720] [--quality 70]
 
 Same broker, same run, same kind of frames (synthetic 1280x720 dashcam-sized JPEGs, about
-240 KB at quality 70, signed; the sample drive's rendered 720p frames are about 105 KB). Phase 0: a
-bare paho subscriber (separate process, plain subscription, auto ack) receives the stream
-while no ingest worker runs yet; phase 1: one `roadmesh ingest run`; phase 2: two workers on
-the shared subscription. Rates are frames / (first publish -> last frame received or
-committed). Prints each process's CPU time per phase (and per frame), then what the
-worker's per-frame steps cost when run alone in this process on the same frames, so the
-gap to the bare subscriber can be read. The last line is
-`RESULT one_worker_vs_bare=<x> two_vs_one=<x>`.
+240 KB at quality 70, signed; the sample drive's rendered 720p frames are about 105 KB).
+Each round has three phases, each publishing `--frames` frames as a new device: a bare paho
+subscriber (separate process, plain subscription, auto ack) receives the stream while no
+ingest worker runs; then one `roadmesh ingest run`; then two workers on the shared
+subscription; then both workers stop (leaving the share group). Rates are
+frames / (first publish -> last frame received, or last row inserted). Prints each
+process's CPU time per phase (and per frame), the ratios of every round, then what the
+worker's per-frame steps cost when run alone in this process on the same kind of frames, so
+the gap to the bare subscriber can be read. The last line, from the medians of the rounds'
+rates, is `RESULT one_worker_vs_bare=<x> two_vs_one=<x>`.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,8 +93,9 @@ def cpu_s(pid: int) -> float:
 
 def publish(
     stack: LocalStack, device_id: str, frames: int, size: tuple[int, int], quality: int
-) -> tuple[float, float]:
-    """Provision, pre-sign `frames` frames, publish them QoS 1; returns (first publish, all PUBACKed)."""
+) -> tuple[float, float, float]:
+    """Provision, pre-sign `frames` frames, publish them QoS 1; returns (first publish, all
+    PUBACKed, the publisher's CPU seconds)."""
     device_dir = stack.provision(device_id)
     identity, key = DeviceIdentity.load(device_dir), load_key(device_dir)
     seed = sum(device_id.encode()) % 10_000
@@ -120,7 +126,7 @@ def publish(
     c.loop_stop()
     used = time.process_time() - cpu0
     print(f"  publisher cpu {used:.2f}s ({used / frames * 1e3:.2f} ms/frame)", flush=True)
-    return t0, t1
+    return t0, t1, used
 
 
 def last_insert(stack: LocalStack, device_id: str) -> tuple[int, float]:
@@ -174,26 +180,61 @@ def pids(stack: LocalStack) -> dict[str, int]:
     return {**out, **SERVICES}
 
 
-def phase_cpu(before: dict[str, float], procs: dict[str, int], n: int) -> str:
+@dataclass(frozen=True)
+class Phase:
+    rate: float  # frames/s
+    cpu_ms: float  # CPU of every process of the phase (the publisher's too) per frame
+
+
+def phase_cpu(
+    before: dict[str, float], procs: dict[str, int], n: int, publisher_s: float
+) -> tuple[str, float]:
+    """Each process's CPU during the phase as text, and all of it with the publisher's, in ms a frame."""
     used = {k: cpu_s(pid) - before.get(k, 0.0) for k, pid in sorted(procs.items())}
-    return " ".join(f"{k}={t:.2f}s ({t / n * 1e3:.2f} ms/frame)" for k, t in used.items())
+    text = " ".join(f"{k}={t:.2f}s ({t / n * 1e3:.2f} ms/frame)" for k, t in used.items())
+    return text, (sum(used.values()) + publisher_s) / n * 1e3
+
+
+def bare_phase(
+    stack: LocalStack, password: str, device_id: str, n: int, size: tuple[int, int], quality: int
+) -> Phase:
+    """A bare paho subscriber (its own process) receives n frames; frames/s from the first
+    publish to the last frame received."""
+    bare = subprocess.Popen(
+        [sys.executable, "-c", BARE, str(stack.mqtt_port), password, str(n)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert bare.stdout is not None and bare.stdout.readline().strip() == "ready"
+    procs = {**pids(stack), "bare": bare.pid}
+    before = {k: cpu_s(p) for k, p in procs.items()}
+    t0, _, publisher_s = publish(stack, device_id, n, size, quality)
+    line = ""
+    while not line.startswith("done"):
+        line = bare.stdout.readline()
+        if not line:
+            raise RuntimeError("the bare subscriber exited early")
+    cpu, cpu_ms = phase_cpu(before, procs, n, publisher_s)
+    t_last = float(line.split()[1])
+    bare.wait(30)
+    rate = n / (t_last - t0)
+    print(f"bare subscriber : {n} frames in {t_last - t0:.2f}s = {rate:.0f}/s; cpu {cpu}")
+    return Phase(rate, cpu_ms)
 
 
 def worker_phase(
     stack: LocalStack, label: str, device_id: str, n: int, size: tuple[int, int], quality: int
-) -> float:
+) -> Phase:
     """Publish n frames as a new device; frames/s from the first publish to the last commit."""
     base_frames = stack.stats()["frames"]
     procs = pids(stack)
     before = {k: cpu_s(p) for k, p in procs.items()}
-    t0, _ = publish(stack, device_id, n, size, quality)
+    t0, _, publisher_s = publish(stack, device_id, n, size, quality)
     t1 = wait_committed(stack, device_id, base_frames + n, n)
     rate = n / (t1 - t0)
-    print(
-        f"{label:<16}: {n} frames in {t1 - t0:.2f}s = {rate:.0f}/s; cpu {phase_cpu(before, procs, n)}",
-        flush=True,
-    )
-    return rate
+    cpu, cpu_ms = phase_cpu(before, procs, n, publisher_s)
+    print(f"{label:<16}: {n} frames in {t1 - t0:.2f}s = {rate:.0f}/s; cpu {cpu}", flush=True)
+    return Phase(rate, cpu_ms)
 
 
 def step_costs(size: tuple[int, int], quality: int, frames: int = 100) -> str:
@@ -229,7 +270,10 @@ def step_costs(size: tuple[int, int], quality: int, frames: int = 100) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=1500)
+    ap.add_argument("--frames", type=int, default=1000, help="frames per phase (default 1000)")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="rounds of the three phases; medians (default 3)"
+    )
     ap.add_argument("--database", choices=["sqlite", "postgresql"], default="postgresql")
     ap.add_argument("--size", default="1280x720", help="frame size WxH (default 1280x720, 720p)")
     ap.add_argument(
@@ -254,42 +298,41 @@ def main() -> int:
         stack.start_broker()
         stack.start_web()
         password = (stack.broker_config.run_dir / "ingest.secret").read_text().strip()
-        # Phase 0: bare subscriber.
-        bare = subprocess.Popen(
-            [sys.executable, "-c", BARE, str(stack.mqtt_port), password, str(n)],
-            stdout=subprocess.PIPE,
-            text=True,
+        rounds: list[tuple[Phase, Phase, Phase]] = []
+        for r in range(1, args.repeat + 1):
+            print(f"-- round {r} of {args.repeat}", flush=True)
+            bare = bare_phase(stack, password, f"bench-r{r}-bare", n, size, args.quality)
+            stack.start_ingest_worker(0)
+            one = worker_phase(stack, "one worker", f"bench-r{r}-one", n, size, args.quality)
+            stack.start_ingest_worker(1)
+            two = worker_phase(stack, "two workers", f"bench-r{r}-two", n, size, args.quality)
+            # SIGTERM: a worker leaves the share group before it exits, so nothing is queued
+            # for it while the next round's bare subscriber runs alone.
+            stack.stop_process("ingest-0")
+            stack.stop_process("ingest-1")
+            rounds.append((bare, one, two))
+            print(
+                f"round {r}: one_worker_vs_bare={one.rate / bare.rate:.2f}"
+                f" two_vs_one={two.rate / one.rate:.2f}",
+                flush=True,
+            )
+        bare_m, one_m, two_m = (
+            statistics.median(p.rate for p in phases) for phases in zip(*rounds, strict=True)
         )
-        assert bare.stdout is not None and bare.stdout.readline().strip() == "ready"
-        procs = {**pids(stack), "bare": bare.pid}
-        before = {k: cpu_s(p) for k, p in procs.items()}
-        t0, _ = publish(stack, "bench-dev0", n, size, args.quality)
-        line = ""
-        while not line.startswith("done"):
-            line = bare.stdout.readline()
-            if not line:
-                raise RuntimeError("the bare subscriber exited early")
-        cpu0 = phase_cpu(before, procs, n)
-        t_last = float(line.split()[1])
-        bare.wait(30)
-        rate_bare = n / (t_last - t0)
+        cores = os.cpu_count() or 1
+        for label, k in (("bare path", 0), ("one worker", 1), ("two workers", 2)):
+            ms = statistics.median(r[k].cpu_ms for r in rounds)
+            print(
+                f"{label}: all processes together spent {ms:.2f} ms CPU a frame,"
+                f" so at most {cores * 1000 / ms:.0f} frames/s on {cores} cores"
+            )
         print(
-            f"bare subscriber : {n} frames in {t_last - t0:.2f}s = {rate_bare:.0f}/s; cpu {cpu0}",
-            flush=True,
-        )
-        # Phase 1: one worker.
-        stack.start_ingest_worker(0)
-        rate_one = worker_phase(stack, "one worker", "bench-dev1", n, size, args.quality)
-        # Phase 2: two workers.
-        stack.start_ingest_worker(1)
-        rate_two = worker_phase(stack, "two workers", "bench-dev2", n, size, args.quality)
-        print(
-            f"database={args.database} cores={os.cpu_count()} frames={n} size={args.size} quality={args.quality}"
+            f"database={args.database} cores={os.cpu_count()} frames={n} size={args.size}"
+            f" quality={args.quality} rounds={args.repeat}; medians: bare {bare_m:.0f}/s,"
+            f" one worker {one_m:.0f}/s, two workers {two_m:.0f}/s"
         )
         print(step_costs(size, args.quality), flush=True)
-        print(
-            f"RESULT one_worker_vs_bare={rate_one / rate_bare:.2f} two_vs_one={rate_two / rate_one:.2f}"
-        )
+        print(f"RESULT one_worker_vs_bare={one_m / bare_m:.2f} two_vs_one={two_m / one_m:.2f}")
     finally:
         stack.stop()
         shutil.rmtree(base, ignore_errors=True)
