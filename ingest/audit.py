@@ -414,12 +414,14 @@ def find_copies(frame_ids: list[int], store: ObjectStore, pol: fraud.FraudPolicy
                 a, b = near[key[0]], near[key[1]]
                 matches.setdefault((min(a.device, b.device), max(a.device, b.device)), {})[key] = m
     out = Copies()
+    copier: dict[tuple[int, int], int] = {}  # a copying pair of devices -> the one that copies
     for (da, db), pairs in matches.items():
         if len(pairs) < pol.copy_min_frames:
             continue
         side = {d: [near[i] for k in pairs for i in k if near[i].device == d] for d in (da, db)}
         late = max((da, db), key=lambda d: float(np.median([n.received for n in side[d]])))
         other = db if late == da else da
+        copier[(da, db)] = late
         examples = [
             {
                 "frame": near[k[0] if near[k[0]].device == late else k[1]].id,
@@ -447,9 +449,8 @@ def find_copies(frame_ids: list[int], store: ObjectStore, pol: fraud.FraudPolicy
             if any(points[k].frame_id in hit for k in range(start, end)):
                 for k in range(start, end):
                     out.flags[track[k].id] = flag
-    copying = {pair for pair, found in matches.items() if len(found) >= pol.copy_min_frames}
     for r in rows.values():
-        cleared = _unconfirmed_near_duplicate(r, near, checked, feats, copying, pol)
+        cleared = _unconfirmed_near_duplicate(r, near, checked, feats, copier, pol)
         if cleared is not None and r.id not in out.flags:
             out.cleared.setdefault(r.id, {})[fraud.Check.NEAR_DUPLICATE_IMAGE] = cleared
     return out
@@ -460,13 +461,15 @@ def _unconfirmed_near_duplicate(
     near: dict[int, _Near],
     checked: dict[tuple[int, int], CopyMatch],
     feats: _Features,
-    copying: set[tuple[int, int]],
+    copier: dict[tuple[int, int], int],
     pol: fraud.FraudPolicy,
 ) -> fraud.Flag | None:
     """The score-0 replacement of the door's pHash near-duplicate flag on `r`, when the audit
     does not confirm it: another device's frame, unless the two devices are a copying pair
-    (one matching picture proves nothing: two cars at one spot can take near-identical
-    ones); the same device's frame, unless its fine detail matches (a re-sent picture)."""
+    and `r`'s device is the copier (one matching picture proves nothing: two cars at one
+    spot can take near-identical ones; and the victim's pictures look like the copies of its
+    own drive that reached the server first); the same device's frame, unless its fine
+    detail matches (a re-sent picture)."""
     door = next(
         (
             f
@@ -489,7 +492,7 @@ def _unconfirmed_near_duplicate(
     if o.device == r.device:
         if m.detail_ncc >= pol.copy_min_ncc:
             return None
-    elif (min(r.device, o.device), max(r.device, o.device)) in copying:
+    elif copier.get((min(r.device, o.device), max(r.device, o.device))) == r.device:
         return None
     return fraud.Flag(
         fraud.Check.NEAR_DUPLICATE_IMAGE,

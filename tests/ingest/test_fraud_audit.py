@@ -35,46 +35,70 @@ def _copied(jpeg: bytes) -> bytes:
     return encode_jpeg(cv2.convertScaleAbs(cut, alpha=1.04, beta=3), quality=75)
 
 
+def _send(
+    intake: FrameIntake,
+    key: Ed25519PrivateKey,
+    device_id: str,
+    t_us: int,
+    jpeg: bytes,
+    *,
+    seq: int = 1,
+    north_m: float = 0.0,
+    east_m: float = 0.0,
+) -> Frame:
+    lat, lon = offset(LAT0, LON0, north_m, east_m)
+    f = make_frame(device_id, seq, t_us, lat, lon, jpeg, heading_deg=0.0)
+    out = intake.handle(
+        protocol.topic_for(device_id, protocol.Channel.FRAMES), protocol.encode(f, key)
+    )
+    assert out.status == "stored" and out.frame_id is not None
+    return Frame.objects.get(pk=out.frame_id)
+
+
+def _registered(*names: str) -> dict[str, Ed25519PrivateKey]:
+    owner = User.objects.create_user("driver", role=User.Role.DRIVER)
+    keys = {name: protocol.generate_private_key() for name in names}
+    for name, key in keys.items():
+        register_device(owner, name, protocol.public_key_bytes(key))
+    return keys
+
+
+def _copied_drive(intake: FrameIntake, keys: dict[str, Ed25519PrivateKey], t0: int) -> list[bytes]:
+    """dev-victim drives 16 frames north; 90 s later dev-copy uploads them copied, on a
+    jittered track. Returns the victim's pictures."""
+    strip = world_strip(11)
+    originals = [encode_jpeg(crop(strip, i * STEP_M * 6.0)) for i in range(16)]
+    for i, jpeg in enumerate(originals):
+        _send(
+            intake,
+            keys["dev-victim"],
+            "dev-victim",
+            t0 + i * 1_000_000,
+            jpeg,
+            seq=i + 1,
+            north_m=i * STEP_M,
+        )
+    for i, jpeg in enumerate(originals):
+        _send(
+            intake,
+            keys["dev-copy"],
+            "dev-copy",
+            t0 + 90_000_000 + i * 1_000_000,
+            _copied(jpeg),
+            seq=i + 1,
+            north_m=i * STEP_M + 1.5,  # the copy's track is jittered
+            east_m=2.0,
+        )
+    return originals
+
+
 def test_the_audit_flags_every_frame_of_a_device_uploading_another_devices_drive_and_not_the_victim(
     tmp_path: Path,
 ) -> None:
     store = LocalObjectStore(tmp_path / "images")
     intake = FrameIntake(store)
-    owner = User.objects.create_user("driver", role=User.Role.DRIVER)
-    keys = {name: protocol.generate_private_key() for name in ("dev-victim", "dev-copy")}
-    for name, key in keys.items():
-        register_device(owner, name, protocol.public_key_bytes(key))
-    strip = world_strip(11)
-    t0 = int((time.time() - 1_800) * 1e6)
-    originals = [encode_jpeg(crop(strip, i * STEP_M * 6.0)) for i in range(16)]
-    for i, jpeg in enumerate(originals):
-        lat, lon = offset(LAT0, LON0, i * STEP_M, 0.0)
-        f = make_frame("dev-victim", i + 1, t0 + i * 1_000_000, lat, lon, jpeg, heading_deg=0.0)
-        assert (
-            intake.handle(
-                protocol.topic_for("dev-victim", protocol.Channel.FRAMES),
-                protocol.encode(f, keys["dev-victim"]),
-            ).status
-            == "stored"
-        )
-    for i, jpeg in enumerate(originals):
-        lat, lon = offset(LAT0, LON0, i * STEP_M + 1.5, 2.0)  # the copy's track is jittered
-        f = make_frame(
-            "dev-copy",
-            i + 1,
-            t0 + 90_000_000 + i * 1_000_000,
-            lat,
-            lon,
-            _copied(jpeg),
-            heading_deg=0.0,
-        )
-        assert (
-            intake.handle(
-                protocol.topic_for("dev-copy", protocol.Channel.FRAMES),
-                protocol.encode(f, keys["dev-copy"]),
-            ).status
-            == "stored"
-        )
+    keys = _registered("dev-victim", "dev-copy")
+    originals = _copied_drive(intake, keys, int((time.time() - 1_800) * 1e6))
 
     report = Auditor(store).run()
 
@@ -93,27 +117,13 @@ def test_the_audit_flags_every_frame_of_a_device_uploading_another_devices_drive
     ] == len(originals)
 
 
-def _send(
-    intake: FrameIntake, key: Ed25519PrivateKey, device_id: str, t_us: int, jpeg: bytes
-) -> Frame:
-    f = make_frame(device_id, 1, t_us, LAT0, LON0, jpeg, heading_deg=0.0)
-    out = intake.handle(
-        protocol.topic_for(device_id, protocol.Channel.FRAMES), protocol.encode(f, key)
-    )
-    assert out.status == "stored" and out.frame_id is not None
-    return Frame.objects.get(pk=out.frame_id)
-
-
 def _near_duplicate_pair(tmp_path: Path) -> tuple[LocalObjectStore, Frame]:
     """Two devices send one near-identical picture of one spot a minute apart: the door flags
     the second as a near-duplicate; one matching picture does not make a copying pair, so the
     audit does not confirm it."""
     store = LocalObjectStore(tmp_path / "images")
     intake = FrameIntake(store)
-    owner = User.objects.create_user("driver", role=User.Role.DRIVER)
-    keys = {name: protocol.generate_private_key() for name in ("dev-first", "dev-second")}
-    for name, key in keys.items():
-        register_device(owner, name, protocol.public_key_bytes(key))
+    keys = _registered("dev-first", "dev-second")
     picture = crop(world_strip(3), 500.0)
     t0 = int((time.time() - 1_800) * 1e6)
     _send(intake, keys["dev-first"], "dev-first", t0, encode_jpeg(picture, quality=90))
@@ -161,3 +171,50 @@ def test_the_audit_leaves_a_frame_flagged_by_hand_flagged_when_it_clears_its_nea
     assert frame.state == Frame.State.FLAGGED
     assert frame.flags[0]["score"] == 0.0
     assert report.unflagged == 0
+
+
+def test_the_audit_does_not_confirm_a_near_duplicate_on_the_victims_side_of_a_copied_drive(
+    tmp_path: Path,
+) -> None:
+    store = LocalObjectStore(tmp_path / "images")
+    intake = FrameIntake(store)
+    keys = _registered("dev-victim", "dev-copy")
+    t0 = int((time.time() - 1_800) * 1e6)
+    originals = _copied_drive(intake, keys, t0)
+    # The copier's last upload is only re-encoded; then the victim, stopped where its drive
+    # ended, takes nearly the same picture again: the door finds the copy first.
+    last = cv2.imdecode(np.frombuffer(originals[-1], np.uint8), cv2.IMREAD_COLOR)
+    assert last is not None
+    _send(
+        intake,
+        keys["dev-copy"],
+        "dev-copy",
+        t0 + 106_000_000,
+        encode_jpeg(last, quality=75),
+        seq=17,
+        north_m=15 * STEP_M + 1.5,
+        east_m=2.0,
+    )
+    again = _send(
+        intake,
+        keys["dev-victim"],
+        "dev-victim",
+        t0 + 110_000_000,
+        encode_jpeg(last, quality=70),
+        seq=17,
+        north_m=15 * STEP_M,
+    )
+    assert again.state == Frame.State.FLAGGED
+    assert again.flags[0]["evidence"]["other_device"] == "dev-copy"
+
+    Auditor(store).run()
+
+    again.refresh_from_db()
+    assert again.state == Frame.State.ACCEPTED
+    assert again.flags[0]["score"] == 0.0
+    assert not Frame.objects.filter(
+        device__device_id="dev-victim", state=Frame.State.FLAGGED
+    ).exists()
+    assert not Frame.objects.filter(
+        device__device_id="dev-copy", state=Frame.State.ACCEPTED
+    ).exists()
