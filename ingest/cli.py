@@ -86,7 +86,8 @@ def _audit(args: argparse.Namespace) -> int:
     report = auditor.run(devices, full=args.full)
     checks = ", ".join(f"{k}={v}" for k, v in sorted(report.by_check.items())) or "none"
     print(
-        f"audited {report.frames} frames of {report.devices} devices; {report.newly_flagged} newly flagged; flags: {checks}"
+        f"audited {report.frames} frames of {report.devices} devices; {report.newly_flagged} newly"
+        f" flagged, {report.unflagged} cleared; flags: {checks}"
     )
     return 0
 
