@@ -101,6 +101,7 @@ class Auditor:
         now = timezone.now()
         touched: set[int] = set()
         unflagged: list[int] = []
+        flagged: list[int] = []
         with transaction.atomic():
             ids = set(changes) | set(found.cleared)
             for fid, dev, flags, state in Frame.objects.filter(pk__in=ids).values_list(
@@ -115,6 +116,7 @@ class Auditor:
                 if score >= self.policy.flag_score and state != Frame.State.FLAGGED:
                     new_state = Frame.State.FLAGGED
                     report.newly_flagged += 1
+                    flagged.append(fid)
                 elif (
                     score < self.policy.flag_score
                     and state == Frame.State.FLAGGED
@@ -127,6 +129,7 @@ class Auditor:
                     flags=merged, fraud_score=score, state=new_state, audited_at=now
                 )
                 touched.add(dev)
+            _drop_pending_vision_jobs(flagged)
             VisionJob.objects.bulk_create(
                 [VisionJob(frame_id=fid) for fid in unflagged], ignore_conflicts=True
             )
@@ -198,6 +201,7 @@ class Auditor:
             for j, flag in by_index.items():
                 new_by_row.setdefault(j, []).append(flag)
         now = timezone.now()
+        flagged: list[int] = []
         with transaction.atomic():
             for j, new in sorted(new_by_row.items()):
                 row = rows[j]
@@ -208,9 +212,11 @@ class Auditor:
                 if score >= pol.flag_score and state != Frame.State.FLAGGED:
                     state = Frame.State.FLAGGED
                     report.newly_flagged += 1
+                    flagged.append(row.id)
                 Frame.objects.filter(pk=row.id).update(
                     flags=merged, fraud_score=score, state=state, audited_at=now
                 )
+            _drop_pending_vision_jobs(flagged)
             report.frames += len(new_by_row)
             self.update_trust(device, now)
         return [rows[i].id for i in fresh]
@@ -558,3 +564,10 @@ class _Features:
         if fa is None or fb is None:
             return CopyMatch(0, 0.0)
         return copy_match(fa[0], fb[0], fa[1], fb[1])
+
+
+def _drop_pending_vision_jobs(frame_ids: list[int]) -> None:
+    """Frames the audit flagged leave the vision queue (a job a worker already leased runs on;
+    the frame stays excluded from rewards either way)."""
+    if frame_ids:
+        VisionJob.objects.filter(frame_id__in=frame_ids, state=VisionJob.State.PENDING).delete()

@@ -4,8 +4,8 @@
 `intake.commit` on each message in order inside one transaction, with the database work
 done per batch: the batch's devices in one query; existing (device, seq) rows, same-SHA-256
 frames and pHash-band candidates in one query each; each device's recent track in one
-query; all new images written and fsynced together (`ObjectStore.put_many`); Frame and
-VisionJob rows bulk-inserted. A frame sees the frames before it in the same batch exactly
+query; all new images written and fsynced together (`ObjectStore.put_many`); Frame rows
+and the VisionJob rows of the frames not flagged bulk-inserted. A frame sees the frames before it in the same batch exactly
 as it would see them stored. Frames stored in this batch are named in evidence by a
 negative placeholder until the insert returns their ids, then patched (rare: only a flag
 that points at a frame of the same batch).
@@ -307,7 +307,9 @@ class _Batch:
         try:
             with transaction.atomic():
                 created = Frame.objects.bulk_create(rows)
-                VisionJob.objects.bulk_create([VisionJob(frame=r) for r in created])
+                VisionJob.objects.bulk_create(  # a flagged frame is not sent to vision
+                    [VisionJob(frame=r) for r in created if r.state == Frame.State.ACCEPTED]
+                )
         except IntegrityError as exc:
             raise _Race(str(exc)) from exc
         ids: dict[int, int] = {}

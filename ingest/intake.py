@@ -4,7 +4,7 @@ Two steps, so a worker can batch: `prepare(topic, payload)` is pure CPU work (de
 envelope, check the JPEG header, a reduced decode for the perceptual hash and quality) and
 touches no database; `commit(prepared)` looks up the device, checks the signature, the
 time window, replays and duplicates, runs the frame-level fraud checks, writes the JPEG to
-the object store and the Frame + VisionJob rows. The caller runs `commit` inside a
+the object store and the Frame row (and a VisionJob row when the frame is not flagged). The caller runs `commit` inside a
 transaction (one per batch) and acknowledges the MQTT messages only after it committed.
 `handle` does both for one message in its own transaction.
 
@@ -289,7 +289,8 @@ class FrameIntake:
             with transaction.atomic():
                 row = self.frame_row(device, frame, p, flags)
                 row.save(force_insert=True)
-                VisionJob.objects.create(frame=row)
+                if row.state == Frame.State.ACCEPTED:  # a flagged frame is not sent to vision
+                    VisionJob.objects.create(frame=row)
             self._seen.setdefault(device.pk, None)
         except IntegrityError:
             # Another worker stored the same (device, seq) between our check and insert.

@@ -112,6 +112,9 @@ def test_the_audit_flags_every_frame_of_a_device_uploading_another_devices_drive
         device__device_id="dev-victim", state=Frame.State.FLAGGED
     ).exists()
     assert report.by_check[Check.DUPLICATE_DRIVE] == len(originals)
+    # what the audit flagged left the vision queue; the victim's frames stay in it
+    assert not VisionJob.objects.filter(frame__device__device_id="dev-copy").exists()
+    assert VisionJob.objects.filter(frame__device__device_id="dev-victim").count() == 16
     assert Device.objects.get(device_id="dev-copy").trust_evidence["by_check"][
         Check.DUPLICATE_DRIVE
     ] == len(originals)
@@ -132,6 +135,9 @@ def _near_duplicate_pair(tmp_path: Path) -> tuple[LocalObjectStore, Frame]:
     )
     assert second.state == Frame.State.FLAGGED
     assert [f["check"] for f in second.flags] == [Check.NEAR_DUPLICATE_IMAGE]
+    assert not VisionJob.objects.filter(
+        frame=second
+    ).exists()  # the door queues accepted frames only
     return store, second
 
 
@@ -140,9 +146,6 @@ def test_a_door_flagged_frame_the_audit_clears_is_accepted_with_a_vision_job_and
 ) -> None:
     store, frame = _near_duplicate_pair(tmp_path)
     door = frame.flags[0]
-    # The audit must not rely on the door having queued a flagged frame for vision.
-    VisionJob.objects.filter(frame=frame).delete()
-
     report = Auditor(store).run()
 
     frame.refresh_from_db()
