@@ -11,6 +11,7 @@ from django.test import Client
 
 from ingest.broker import free_port
 from ingest.store import LocalObjectStore, S3ObjectStore
+from tests.webapp.rows import frame_row
 from webapp.accounts.models import User
 from webapp.fleet.models import Device, Frame
 
@@ -23,28 +24,8 @@ def frames() -> list[Frame]:
     device = Device.objects.create(device_id="dev-one", owner=owner, public_key=b"\x00" * 32)
     rows = []
     for i, (lat, lon) in enumerate([(60.17, 24.94), (60.18, 24.95), (61.0, 25.5)]):
-        rows.append(
-            Frame.objects.create(
-                device=device,
-                seq=i + 1,
-                captured_at=datetime(2026, 6, 1, 9, 0, i, tzinfo=UTC),
-                lat=lat,
-                lon=lon,
-                fix_type=2,
-                satellites=9,
-                hdop=0.8,
-                camera_id="cam0",
-                intrinsics_ref="t",
-                h3_r12=1,
-                h3_r9=1,
-                h3_r7=1,
-                image_sha256=f"{i:064x}",
-                image_bytes=100,
-                quality_sharpness=1.0,
-                quality_exposure=0.5,
-                quality_obstruction=0.0,
-            )
-        )
+        at = datetime(2026, 6, 1, 9, 0, i, tzinfo=UTC)
+        rows.append(frame_row(device, i + 1, at, lat=lat, lon=lon, image_sha256=f"{i:064x}"))
     return rows
 
 
