@@ -33,6 +33,9 @@ from edge.outbox import Outbox, OutboxError
 logger = logging.getLogger(__name__)
 
 
+LOGIN_REFUSED_FATAL_S = 330.0  # longer than the embedded broker's device hold (300 s)
+
+
 class UplinkError(Exception):
     """The uplink cannot work (login refused, bad TLS settings)."""
 
@@ -91,8 +94,11 @@ class MqttUplink:
         reconnect_min_s: float = 1.0,
         reconnect_max_s: float = 60.0,
         on_config: Callable[[dict[str, Any]], None] | None = None,
+        login_refused_fatal_s: float = LOGIN_REFUSED_FATAL_S,
     ) -> None:
         self.identity = identity
+        self.login_refused_fatal_s = login_refused_fatal_s
+        self.refused_since: float | None = None  # monotonic time of the first refusal in a row
         self.key = key
         self.outbox = outbox
         self.max_in_flight = max_in_flight
@@ -146,6 +152,8 @@ class MqttUplink:
     ) -> None:
         if reason.is_failure:
             self.refused_login = str(reason)
+            if self.refused_since is None:
+                self.refused_since = time.monotonic()
             self.errors["login_refused"] += 1
             logger.error(
                 "broker refused login for %s: %s (check device.json; retrying with backoff)",
@@ -155,6 +163,7 @@ class MqttUplink:
             self._backoff()
             return
         self.refused_login = None
+        self.refused_since = None
         self._attempt = 0
         client.reconnect_delay_set(self.reconnect_min_s, self.reconnect_min_s)  # type: ignore[arg-type]
         client.subscribe(self.config_topic, qos=1)
@@ -315,11 +324,20 @@ class MqttUplink:
         return True
 
     def drain(self, timeout_s: float) -> bool:
-        """Publish until the outbox is empty; True if it emptied before the timeout."""
+        """Publish until the outbox is empty; True if it emptied before the timeout.
+
+        Raises UplinkError once the broker has refused the login for `login_refused_fatal_s`
+        in a row: wrong credentials. Shorter refusals are retried: a broker that holds
+        devices off until a consumer is back (the embedded one does, for up to 300 s after
+        a start) refuses them the same way."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.refused_login is not None:
-                raise UplinkError(f"broker refused the login: {self.refused_login}")
+            since = self.refused_since
+            if since is not None and time.monotonic() - since >= self.login_refused_fatal_s:
+                raise UplinkError(
+                    f"broker refused the login for {time.monotonic() - since:.0f} s:"
+                    f" {self.refused_login}"
+                )
             self._wake.clear()
             self.pump()
             n, _ = self.outbox.depth()
