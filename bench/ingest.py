@@ -255,7 +255,7 @@ def step_costs(size: tuple[int, int], quality: int, frames: int = 100) -> str:
         "envelope decode + image SHA-256": lambda i: protocol.decode(payloads[i]),
         "Ed25519 signature": lambda i: protocol.verify(signed[i], public),
         "JPEG header": lambda i: parse_header(jpegs[i], max_side=8192, max_pixels=50_000_000),
-        "reduced grey decode": lambda i: reduced_grey(jpegs[i], size=size),
+        "reduced grey decode": lambda i: reduced_grey(jpegs[i]),
         "pHash + quality": lambda i: facts_of(greys[i]),
     }
     parts = []

@@ -4,9 +4,9 @@
 `intake.commit` on each message in order inside one transaction, with the database work
 done per batch: the batch's devices in one query; existing (device, seq) rows, same-SHA-256
 frames and pHash-band candidates in one query each; each device's recent track in one
-query; all new images written and fsynced together (`ObjectStore.put_many`); Frame rows
-and the VisionJob rows of the frames not flagged bulk-inserted. A frame sees the frames before it in the same batch exactly
-as it would see them stored. Frames stored in this batch are named in evidence by a
+query; all new images written and fsynced together (`ObjectStore.put_many`); Frame rows,
+and the VisionJob rows of the frames not flagged, bulk-inserted. A frame sees the frames
+before it in the same batch exactly as it would see them stored. Frames stored in this batch are named in evidence by a
 negative placeholder until the insert returns their ids, then patched (rare: only a flag
 that points at a frame of the same batch).
 

@@ -4,8 +4,9 @@ Two steps, so a worker can batch: `prepare(topic, payload)` is pure CPU work (de
 envelope, check the JPEG header, a reduced decode for the perceptual hash and quality) and
 touches no database; `commit(prepared)` looks up the device, checks the signature, the
 time window, replays and duplicates, runs the frame-level fraud checks, writes the JPEG to
-the object store and the Frame row (and a VisionJob row when the frame is not flagged). The caller runs `commit` inside a
-transaction (one per batch) and acknowledges the MQTT messages only after it committed.
+the object store and the Frame row (and a VisionJob row when the frame is not flagged).
+The caller runs `commit` inside a transaction (one per batch) and acknowledges the MQTT
+messages only after it committed.
 `handle` does both for one message in its own transaction.
 
 Neither step raises for bad input: malformed, forged or replayed messages become
@@ -175,7 +176,7 @@ class FrameIntake:
                 p.jpeg = parse_header(
                     message.jpeg, max_side=self.policy.max_side, max_pixels=self.policy.max_pixels
                 )
-                p.facts = image_facts(message.jpeg, (p.jpeg.width, p.jpeg.height))
+                p.facts = image_facts(message.jpeg)
             except JpegError as exc:
                 p.content_rejection = Rejection(
                     exc.reason, exc.detail, message.device_id, message.seq
