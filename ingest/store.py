@@ -7,6 +7,7 @@ and a key always names exactly one content.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import re
@@ -254,19 +255,39 @@ def store_from_env(local_root: Path) -> ObjectStore:
     ROADMESH_S3_ENDPOINT_URL (MinIO, Ceph ...), ROADMESH_S3_REGION; credentials come from
     boto3's usual chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, an IAM role).
     """
-    from webapp.config import SettingsError, env_str
+    return _store(Path(local_root), *_store_settings())
 
-    kind = env_str("IMAGE_STORE", "local").strip().lower()
+
+def shared_store_from_env(local_root: Path) -> ObjectStore:
+    """`store_from_env`, made once per process and setting: for request handlers (an S3
+    client is too costly to make per request)."""
+    return _shared_store(Path(local_root), *_store_settings())
+
+
+def _store_settings() -> tuple[str, str, str, str, str]:
+    from webapp.config import env_str
+
+    return (
+        env_str("IMAGE_STORE", "local").strip().lower(),
+        env_str("S3_BUCKET", ""),
+        env_str("S3_PREFIX", "images"),
+        env_str("S3_ENDPOINT_URL", ""),
+        env_str("S3_REGION", ""),
+    )
+
+
+def _store(
+    local_root: Path, kind: str, bucket: str, prefix: str, endpoint_url: str, region: str
+) -> ObjectStore:
+    from webapp.config import SettingsError
+
     if kind == "local":
         return LocalObjectStore(local_root)
     if kind == "s3":
-        bucket = env_str("S3_BUCKET", "")
         if not bucket:
             raise SettingsError("ROADMESH_IMAGE_STORE=s3 needs ROADMESH_S3_BUCKET")
-        return S3ObjectStore(
-            bucket,
-            prefix=env_str("S3_PREFIX", "images"),
-            endpoint_url=env_str("S3_ENDPOINT_URL", ""),
-            region_name=env_str("S3_REGION", ""),
-        )
+        return S3ObjectStore(bucket, prefix=prefix, endpoint_url=endpoint_url, region_name=region)
     raise SettingsError(f"ROADMESH_IMAGE_STORE={kind!r} is not one of: local, s3")
+
+
+_shared_store = functools.lru_cache(maxsize=8)(_store)

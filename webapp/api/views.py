@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +11,7 @@ from django.db import connection
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from ingest.store import ObjectStore, ObjectStoreError, store_from_env
+from ingest.store import ObjectStoreError, shared_store_from_env
 from webapp.fleet.models import Device, Frame, RejectedMessage
 
 MAX_LIMIT = 10_000
@@ -133,27 +132,12 @@ def frames(request: HttpRequest) -> HttpResponse:
     return JsonResponse(body, content_type="application/geo+json")
 
 
-_STORES: dict[tuple[str, ...], ObjectStore] = {}
-_STORE_SETTINGS = ("IMAGE_STORE", "S3_BUCKET", "S3_PREFIX", "S3_ENDPOINT_URL", "S3_REGION")
-
-
-def image_store() -> ObjectStore:
-    """The store ingest writes to (ROADMESH_IMAGE_STORE: local or s3), one per setting."""
-    key = (
-        str(settings.PATHS.image_dir),
-        *(os.environ.get(f"ROADMESH_{name}", "") for name in _STORE_SETTINGS),
-    )
-    if key not in _STORES:
-        _STORES[key] = store_from_env(settings.PATHS.image_dir)
-    return _STORES[key]
-
-
 def image(request: HttpRequest, sha256: str) -> HttpResponse:
     """GET /api/v1/images/<sha256>.jpg -> the stored (already blurred) JPEG."""
     if not Frame.objects.filter(image_sha256=sha256).exists():
         return _error(404, "no frame has this image")
     try:
-        data = image_store().get(sha256)
+        data = shared_store_from_env(settings.PATHS.image_dir).get(sha256)
     except KeyError:
         return _error(404, "image not in store")
     except ObjectStoreError:
