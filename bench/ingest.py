@@ -68,27 +68,27 @@ c.disconnect(); c.loop_stop()
 SERVICES: dict[str, int] = {}  # more processes whose CPU each phase reports (the database)
 
 
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def cpu_s(pid: int) -> float:
-    """CPU seconds of a process and all its descendants, living and exited (the reaped
+def cpu_times(procs: dict[str, int]) -> dict[str, float]:
+    """CPU seconds of each process with all its descendants, living and exited (the reaped
     children's time is in the parent's cutime/cstime): PostgreSQL forks a backend per
-    connection."""
-    try:
-        f = _stat(pid)
-    except (FileNotFoundError, IndexError):
-        return 0.0
-    total = sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
+    connection. One pass over /proc."""
+    stats: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if int(_stat(int(entry.name))[1]) == pid:
-                    total += cpu_s(int(entry.name))
-            except (FileNotFoundError, IndexError, ValueError):
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError, IndexError):
                 continue
-    return total
+    children: dict[int, list[int]] = {}
+    for pid, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def tree(pid: int) -> float:
+        own = sum(int(x) for x in stats[pid][11:15]) / tick if pid in stats else 0.0
+        return own + sum(tree(c) for c in children.get(pid, []))
+
+    return {name: tree(pid) for name, pid in procs.items()}
 
 
 def publish(
@@ -190,7 +190,8 @@ def phase_cpu(
     before: dict[str, float], procs: dict[str, int], n: int, publisher_s: float
 ) -> tuple[str, float]:
     """Each process's CPU during the phase as text, and all of it with the publisher's, in ms a frame."""
-    used = {k: cpu_s(pid) - before.get(k, 0.0) for k, pid in sorted(procs.items())}
+    after = cpu_times(procs)
+    used = {k: after[k] - before.get(k, 0.0) for k in sorted(procs)}
     text = " ".join(f"{k}={t:.2f}s ({t / n * 1e3:.2f} ms/frame)" for k, t in used.items())
     return text, (sum(used.values()) + publisher_s) / n * 1e3
 
@@ -207,7 +208,7 @@ def bare_phase(
     )
     assert bare.stdout is not None and bare.stdout.readline().strip() == "ready"
     procs = {**pids(stack), "bare": bare.pid}
-    before = {k: cpu_s(p) for k, p in procs.items()}
+    before = cpu_times(procs)
     t0, _, publisher_s = publish(stack, device_id, n, size, quality)
     line = ""
     while not line.startswith("done"):
@@ -228,7 +229,7 @@ def worker_phase(
     """Publish n frames as a new device; frames/s from the first publish to the last commit."""
     base_frames = stack.stats()["frames"]
     procs = pids(stack)
-    before = {k: cpu_s(p) for k, p in procs.items()}
+    before = cpu_times(procs)
     t0, _, publisher_s = publish(stack, device_id, n, size, quality)
     t1 = wait_committed(stack, device_id, base_frames + n, n)
     rate = n / (t1 - t0)
