@@ -47,9 +47,8 @@ class AuditReport:
     devices: int = 0
     frames: int = 0
     newly_flagged: int = 0
-    unflagged: int = (
-        0  # flagged frames returned to `accepted` (an unconfirmed near-duplicate cleared)
-    )
+    # flagged frames returned to `accepted` (an unconfirmed near-duplicate cleared)
+    unflagged: int = 0
     by_check: Counter[str] = field(default_factory=Counter)
 
 
