@@ -1,8 +1,7 @@
-"""GNSS fixes from NMEA 0183 logs, and the position at any instant between fixes.
+"""GNSS fixes, what a receiver gave (`NmeaStats`), and the position at any instant between fixes.
 
-A fix is assembled from the GGA (position, altitude, fix quality, satellites, HDOP) and RMC
-(date, speed, course) sentences of the same second. Lines that are garbage or fail their
-checksum are counted, never fatal.
+`edge/nmea.py` reads NMEA 0183 into fixes; `edge/gnss_sources.py` and `edge/imports/` get
+them from receivers, logs and the telemetry cameras record.
 """
 
 from __future__ import annotations
@@ -11,11 +10,8 @@ import bisect
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
-
-import pynmea2
+from datetime import datetime, timedelta
 
 logger = logging.getLogger(__name__)
 
@@ -31,17 +27,85 @@ class Fix:
     alt_m: float | None
     speed_mps: float | None
     course_deg: float | None
-    quality: int  # GGA fix quality: 0 invalid, 1 GPS, 2 DGPS, 4 RTK fixed, 5 RTK float
-    satellites: int
+    quality: int  # GGA fix quality: 1 GPS, 2 DGPS, 3 PPS, 4 RTK fixed, 5 RTK float
+    satellites: int  # 0 when the source does not say
     hdop: float | None
-    dim: int = 0  # 2 or 3 from GSA; 0 when the receiver sends no GSA
+    dim: int = 0  # 2 or 3 from GSA (or the camera's fix type); 0 when the source does not say
 
 
 @dataclass
 class NmeaStats:
+    """What one receiver (or log, or camera file) gave: lines, epochs, fixes and why not.
+
+    `rejected` counts what was lost or doubtful: `bad_checksum`, `unparseable` (a line with
+    no NMEA sentence in it, or a sentence whose fields cannot be read), `unknown_sentence`,
+    `void_fix` (an epoch the receiver itself marks invalid or not from satellites; the reason
+    is in `void`), `no_position`, `no_date` (an epoch whose run carried no date: dated from the
+    configured date or the host clock) and `late_sentence`. `notes` counts what was handled:
+    `leap_second`, `week_rollover`, `ignored_sentence` (GSV, TXT, proprietary ...).
+    """
+
     lines: int = 0
     fixes: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    receiver: str = ""
+    epochs: int = 0
+    sentences: int = 0
+    talkers: Counter[str] = field(default_factory=Counter)
+    void: Counter[str] = field(default_factory=Counter)
+    notes: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        """One line: what this receiver gave (the CLI prints it per receiver)."""
+        r = self.rejected
+        talkers = ",".join(t for t, _ in self.talkers.most_common()) or "-"
+        line = (
+            f"fixes {self.fixes} of {self.epochs} epochs, without a date {r['no_date']}, "
+            f"void fixes {r['void_fix']}, bad checksums {r['bad_checksum']}, "
+            f"unknown sentences {r['unknown_sentence']}, unreadable lines {r['unparseable']} "
+            f"(talkers {talkers})"
+        )
+        extra = {**{k: v for k, v in self.notes.items() if v and k != "ignored_sentence"}}
+        if extra:
+            line += "; " + ", ".join(f"{k} {v}" for k, v in sorted(extra.items()))
+        return line
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "receiver": self.receiver,
+            "lines": self.lines,
+            "sentences": self.sentences,
+            "epochs": self.epochs,
+            "fixes": self.fixes,
+            "rejected": dict(self.rejected),
+            "void": dict(self.void),
+            "notes": dict(self.notes),
+            "talkers": dict(self.talkers),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> NmeaStats:
+        def counter(key: str) -> Counter[str]:
+            raw = data.get(key)
+            if not isinstance(raw, dict):
+                return Counter()
+            return Counter({str(k): int(v) for k, v in raw.items() if isinstance(v, int)})
+
+        def number(key: str) -> int:
+            v = data.get(key)
+            return v if isinstance(v, int) else 0
+
+        return cls(
+            lines=number("lines"),
+            fixes=number("fixes"),
+            rejected=counter("rejected"),
+            receiver=str(data.get("receiver", "")),
+            epochs=number("epochs"),
+            sentences=number("sentences"),
+            talkers=counter("talkers"),
+            void=counter("void"),
+            notes=counter("notes"),
+        )
 
 
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -57,121 +121,6 @@ def bearing_deg(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     y = math.sin(dl) * math.cos(p2)
     x = math.cos(p1) * math.sin(p2) - math.sin(p1) * math.cos(p2) * math.cos(dl)
     return math.degrees(math.atan2(y, x)) % 360.0
-
-
-def parse_nmea(lines: Iterable[str], stats: NmeaStats | None = None) -> list[Fix]:
-    """Fixes in time order from NMEA lines (GGA + RMC of the same UTC second are merged)."""
-    reader = NmeaReader(stats)
-    fixes: list[Fix] = []
-    for raw in lines:
-        fixes.extend(reader.feed(raw))
-    fixes.extend(reader.flush())
-    fixes.sort(key=lambda f: f.time)
-    reader.stats.fixes = len(fixes)
-    return fixes
-
-
-class NmeaReader:
-    """Incremental NMEA parser for a live receiver: feed lines, get fixes as they complete.
-
-    A GGA waits for the RMC of the same second (date, speed, course); a GSA sets the fix
-    dimension (2D/3D) of the fixes that follow. Bad lines are counted in `stats.rejected`.
-    """
-
-    def __init__(self, stats: NmeaStats | None = None) -> None:
-        self.stats = stats if stats is not None else NmeaStats()
-        self.current_date: date | None = None
-        self.dim = 0  # 0 unknown (no GSA seen), 2 or 3
-        self._gga: dict[time, tuple[pynmea2.GGA, int]] = {}
-        self._rmc: dict[time, pynmea2.RMC] = {}
-
-    def feed(self, raw: str | bytes) -> list[Fix]:
-        if isinstance(raw, bytes):
-            raw = raw.decode("ascii", errors="replace")
-        line = raw.strip()
-        if not line:
-            return []
-        self.stats.lines += 1
-        try:
-            msg = pynmea2.parse(line, check=True)
-        except pynmea2.ChecksumError:
-            self.stats.rejected["bad_checksum"] += 1
-            return []
-        except (pynmea2.ParseError, ValueError, AttributeError, TypeError):
-            self.stats.rejected["unparseable"] += 1
-            return []
-        out: list[Fix] = []
-        try:
-            if isinstance(msg, pynmea2.RMC):
-                if msg.status != "A" or msg.datestamp is None or msg.timestamp is None:
-                    self.stats.rejected["rmc_void"] += 1
-                    return []
-                self.current_date = msg.datestamp
-                self._rmc[msg.timestamp] = msg
-                if msg.timestamp in self._gga:
-                    gga, dim = self._gga.pop(msg.timestamp)
-                    out.extend(self._emit(gga, dim, msg.datestamp))
-            elif isinstance(msg, pynmea2.GGA):
-                if msg.timestamp is None or not msg.gps_qual:
-                    self.stats.rejected["no_fix"] += 1
-                    return []
-                rmc = self._rmc.get(msg.timestamp)
-                if rmc is not None:
-                    out.extend(self._emit(msg, self.dim, rmc.datestamp))
-                else:
-                    self._gga[msg.timestamp] = (msg, self.dim)
-            elif isinstance(msg, pynmea2.GSA):
-                mode = str(msg.mode_fix_type or "")
-                self.dim = 3 if mode == "3" else 2 if mode == "2" else 0
-        except (ValueError, TypeError, AttributeError):
-            self.stats.rejected["unparseable"] += 1
-        if len(self._gga) > 2:
-            out.extend(self._expire(keep=1))
-        if len(self._rmc) > 8:
-            for t in sorted(self._rmc)[:-4]:
-                del self._rmc[t]
-        return out
-
-    def flush(self) -> list[Fix]:
-        """Fixes still waiting for an RMC (end of a log)."""
-        return self._expire(keep=0)
-
-    def _expire(self, keep: int) -> list[Fix]:
-        out: list[Fix] = []
-        for t in sorted(self._gga)[: max(0, len(self._gga) - keep)]:
-            gga, dim = self._gga.pop(t)
-            if self.current_date is None:
-                self.stats.rejected["no_date"] += 1
-                continue
-            out.extend(self._emit(gga, dim, self.current_date))
-        return out
-
-    def _emit(self, gga: pynmea2.GGA, dim: int, day: date) -> list[Fix]:
-        rmc = self._rmc.get(gga.timestamp)
-        try:
-            speed = (
-                float(rmc.spd_over_grnd) * KNOTS_TO_MPS
-                if rmc is not None and rmc.spd_over_grnd
-                else None
-            )
-            course = float(rmc.true_course) if rmc is not None and rmc.true_course else None
-            return [
-                Fix(
-                    time=datetime.combine(day, gga.timestamp.replace(tzinfo=None), tzinfo=UTC),
-                    lat=float(gga.latitude),
-                    lon=float(gga.longitude),
-                    alt_m=float(gga.altitude) if gga.altitude is not None else None,
-                    speed_mps=speed,
-                    course_deg=course,
-                    quality=int(gga.gps_qual),
-                    satellites=int(gga.num_sats or 0),
-                    hdop=float(gga.horizontal_dil) if gga.horizontal_dil else None,
-                    dim=dim,
-                )
-            ]
-        except (ValueError, TypeError):
-            self.stats.rejected["unparseable"] += 1
-            return []
 
 
 class Track:

@@ -16,7 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from edge.gnss import Fix, NmeaReader, NmeaStats, Track, parse_nmea
+from edge.gnss import Fix, NmeaStats, Track
+from edge.nmea import NmeaReader, parse_nmea
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.gnss import NmeaStats, Track, haversine_m, parse_nmea
+from edge.gnss import NmeaStats, Track, haversine_m
+from edge.nmea import parse_nmea
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "drives" / "sample" / "track.nmea"
 
@@ -32,7 +33,10 @@ def test_it_counts_garbage_and_bad_checksums_and_keeps_going() -> None:
     fixes = parse_nmea([lines[0], lines[1], "\x00\xffnot nmea at all", broken, *lines[3:]], stats)
     assert stats.rejected["bad_checksum"] == 1
     assert stats.rejected["unparseable"] == 1
-    assert len(fixes) == 13  # only the broken GGA of one second is lost
+    # The broken GGA's epoch still has its RMC: a fix without altitude and satellite count.
+    assert len(fixes) == 14
+    assert (fixes[1].alt_m, fixes[1].satellites) == (None, 0)
+    assert fixes[0].alt_m == 18.0
 
 
 def test_the_track_interpolates_between_fixes_and_refuses_gaps() -> None:
