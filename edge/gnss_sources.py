@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import threading
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -22,6 +23,8 @@ from edge.nmea import NmeaReader, parse_nmea
 logger = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 4096  # NMEA sentences are at most 82 characters; gpsd reports a few KB
+RECEIVERS_FILE = "gnss-receivers.json"  # in the device dir: what each receiver gave
+LEDGER_EVERY_S = 10.0
 
 
 class GnssSource(Protocol):
@@ -33,12 +36,43 @@ class GnssSource(Protocol):
     def stop(self) -> None: ...
 
 
-def load_log(path: Path, stats: NmeaStats | None = None) -> list[Fix]:
-    """Fixes from an NMEA log (`.nmea`, `.log`, `.txt`) or a GPX file (`.gpx`)."""
+def load_log(path: Path, stats: NmeaStats | None = None, day: date | None = None) -> list[Fix]:
+    """Fixes from an NMEA log (`.nmea`, `.log`, `.txt`) or a GPX file (`.gpx`).
+
+    `day` dates an NMEA log whose receiver sends no RMC or ZDA.
+    """
+    if stats is not None and not stats.receiver:
+        stats.receiver = f"log:{path.name}"
     if path.suffix.lower() == ".gpx":
-        return parse_gpx(path.read_text(errors="replace"))
-    with path.open(errors="replace") as fh:
-        return parse_nmea(fh, stats)
+        fixes = parse_gpx(path.read_text(errors="replace"))
+        if stats is not None:
+            stats.epochs = stats.fixes = len(fixes)
+        return fixes
+    with path.open("rb") as fh:
+        return parse_nmea(fh, stats, day=day)
+
+
+def record_receiver(device_dir: Path, stats: NmeaStats) -> None:
+    """Keep what a receiver gave in DEVICE_DIR/gnss-receivers.json (`edge status` prints it)."""
+    path = device_dir / RECEIVERS_FILE
+    ledger = {s.receiver: s for s in recorded_receivers(device_dir)}
+    ledger[stats.receiver or "receiver"] = stats
+    tmp = path.with_suffix(".tmp")
+    try:
+        tmp.write_text(json.dumps([s.as_dict() for s in ledger.values()], indent=1))
+        os.replace(tmp, path)
+    except OSError as exc:
+        logger.warning("cannot record GNSS counters in %s: %s", path, exc)
+
+
+def recorded_receivers(device_dir: Path) -> list[NmeaStats]:
+    try:
+        data = json.loads((device_dir / RECEIVERS_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(data, list):
+        return []
+    return [NmeaStats.from_dict(d) for d in data if isinstance(d, dict)]
 
 
 def parse_gpx(text: str) -> list[Fix]:
@@ -71,10 +105,12 @@ def parse_gpx(text: str) -> list[Fix]:
 
 
 class _Threaded:
-    def __init__(self) -> None:
+    def __init__(self, receiver: str) -> None:
         self.track = Track([])
-        self.stats = NmeaStats()
+        self.stats = NmeaStats(receiver=receiver)
         self.errors: Counter[str] = Counter()
+        self.device_dir: Path | None = None  # where to record the counters (edge status)
+        self._recorded_at = 0.0
         self.online = threading.Event()  # the receiver is open / gpsd is connected
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -87,6 +123,14 @@ class _Threaded:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self.device_dir is not None:
+            record_receiver(self.device_dir, self.stats)
+
+    def _record_now_and_then(self) -> None:
+        now = time.monotonic()
+        if self.device_dir is not None and now - self._recorded_at >= LEDGER_EVERY_S:
+            self._recorded_at = now
+            record_receiver(self.device_dir, self.stats)
 
     def _loop(self) -> None:
         delay = 1.0
@@ -109,7 +153,7 @@ class SerialNmeaSource(_Threaded):
     """A GNSS receiver on a serial port speaking NMEA 0183 (pyserial)."""
 
     def __init__(self, port: str, baud: int = 9600) -> None:
-        super().__init__()
+        super().__init__(f"serial:{port}")
         self.port, self.baud = port, baud
 
     def _run(self) -> None:
@@ -129,23 +173,22 @@ class SerialNmeaSource(_Threaded):
                     pending += conn.readline()
                 except serial.SerialException as exc:
                     raise OSError(f"{self.port}: {exc}") from None
-                if not pending.endswith(b"\n"):
-                    if len(pending) > MAX_LINE_BYTES:  # no line end in sight: noise, not NMEA
-                        self.stats.lines += 1
-                        self.stats.rejected["unparseable"] += 1
-                        pending = b""
+                if not pending.endswith(b"\n") and len(pending) <= MAX_LINE_BYTES:
                     continue
+                # A line, or no line end in sight (binary of a second protocol, a receiver
+                # ending lines with CR only): the reader finds the sentences inside either way.
                 line, pending = pending, b""
                 for fix in reader.feed(line):
-                    if self.track.append(fix):
-                        self.stats.fixes += 1
+                    if not self.track.append(fix):
+                        self.stats.rejected["out_of_order"] += 1
+                self._record_now_and_then()
 
 
 class GpsdSource(_Threaded):
     """gpsd's JSON protocol over TCP: TPV reports give position, SKY gives satellites/HDOP."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 2947) -> None:
-        super().__init__()
+        super().__init__(f"gpsd:{host}:{port}")
         self.host, self.port = host, port
         self.satellites = 0
         self.hdop: float | None = None
@@ -215,15 +258,17 @@ class GpsdSource(_Threaded):
             except (TypeError, ValueError):
                 self.stats.rejected["unparseable"] += 1
                 return
+            self.stats.epochs += 1
             if self.track.append(fix):
                 self.stats.fixes += 1
+            self._record_now_and_then()
 
 
 class LogSource:
     """A recorded log, all loaded at start (replay, tests)."""
 
     def __init__(self, path: Path) -> None:
-        self.stats = NmeaStats()
+        self.stats = NmeaStats(receiver=f"log:{path}")
         self.errors: Counter[str] = Counter()
         self.track = Track(load_log(path, self.stats))
 
@@ -239,14 +284,14 @@ class FeedSource:
 
     def __init__(self) -> None:
         self.track = Track([])
-        self.stats = NmeaStats()
+        self.stats = NmeaStats(receiver="sim")
         self.errors: Counter[str] = Counter()
         self._reader = NmeaReader(self.stats)
 
     def feed(self, sentence: str) -> None:
         for fix in self._reader.feed(sentence):
-            if self.track.append(fix):
-                self.stats.fixes += 1
+            if not self.track.append(fix):
+                self.stats.rejected["out_of_order"] += 1
 
     def start(self) -> None:
         pass

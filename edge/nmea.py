@@ -390,7 +390,7 @@ def read_part(kind: str, talker: str, f: list[str]) -> Part:
                 raise ValueError("bad ZDA date") from None
         return part
     if kind == "GSA":
-        prns = frozenset(p.strip().lstrip("0") or "0" for p in f[2:14] if p.strip())
+        prns = frozenset(p.strip().lstrip("0") for p in f[2:14] if p.strip().lstrip("0"))
         system = f[17].strip() or _constellation(talker, prns)
         part = Part(kind, f"GSA:{talker}:{system}", prns=prns)
         mode = f[1].strip()

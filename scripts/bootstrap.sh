@@ -28,6 +28,13 @@ fi
 if [ "$purpose" = test ] && ! command -v chromium >/dev/null 2>&1; then
     missing+=(chromium)
 fi
+# tests/edge writes the camera files `roadmesh edge import` reads: video with ffmpeg, EXIF with exiftool
+if [ "$purpose" = test ] && ! command -v ffmpeg >/dev/null 2>&1; then
+    missing+=(ffmpeg)
+fi
+if [ "$purpose" = test ] && ! command -v exiftool >/dev/null 2>&1; then
+    missing+=(libimage-exiftool-perl)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "${ROADMESH_NO_APT:-0}" = 1 ]; then
         echo "[bootstrap] missing system packages: ${missing[*]} (ROADMESH_NO_APT=1 forbids installing them)" >&2

@@ -64,16 +64,19 @@ def test_a_serial_receiver_turns_good_lines_into_fixes_and_counts_bad_ones(
         good = fix_lines(0)
         bad_checksum = fix_lines(1)[1][:-2] + "00"
         write(master, "\r\n".join([*good, "\x00\xffthis is not NMEA", bad_checksum]) + "\r\n")
-        for s in range(2, 5):
+        for s in range(2, 6):
             write(master, "\r\n".join(fix_lines(s)) + "\r\n")
-        wait_until(lambda: source.stats.fixes >= 4)
+        wait_until(lambda: source.stats.fixes >= 5)
     finally:
         source.stop()
     assert source.stats.rejected["bad_checksum"] == 1
     assert source.stats.rejected["unparseable"] == 1
-    assert [f.time for f in source.track.fixes] == [T0 + timedelta(seconds=s) for s in (0, 2, 3, 4)]
-    assert source.track.fixes[-1].lat == pytest.approx(LAT0 + 40 / M_PER_DEG_LAT, abs=1e-6)
-    assert source.track.fixes[-1].dim == 3 and source.track.fixes[-1].satellites == 9
+    fixes = source.track.fixes
+    # second 1 was only a GGA with a wrong checksum; once the reader has seen two cycles
+    # end in RMC, an epoch is published at its RMC (second 5 does not wait for second 6)
+    assert [f.time for f in fixes] == [T0 + timedelta(seconds=s) for s in (0, 2, 3, 4, 5)]
+    assert fixes[3].lat == pytest.approx(LAT0 + 40 / M_PER_DEG_LAT, abs=1e-6)
+    assert fixes[3].dim == 3 and fixes[3].satellites == 9
     assert not source.errors
 
 
@@ -90,7 +93,7 @@ def test_a_line_split_across_a_read_timeout_is_not_counted_as_garbage(
         write(master, lines[:half])
         time.sleep(1.5)  # longer than the serial read timeout (1 s)
         write(master, lines[half:])
-        write(master, "\r\n".join(fix_lines(1)) + "\r\n")
+        write(master, "\r\n".join(fix_lines(1) + fix_lines(2)) + "\r\n")
         wait_until(lambda: source.stats.fixes >= 2)
     finally:
         source.stop()
