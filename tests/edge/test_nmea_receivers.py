@@ -149,7 +149,7 @@ def test_a_receiver_sending_only_gga_is_dated_from_the_host_clock_without_a_conf
 
 def test_a_gga_only_log_crossing_midnight_rolls_the_date_over() -> None:
     truth = drive(datetime(2026, 6, 1, 23, 59, 55, tzinfo=UTC), 10)
-    fixes, stats = read(rx.gga_only(truth), day=date(2026, 6, 1))
+    fixes, _ = read(rx.gga_only(truth), day=date(2026, 6, 1))
     assert [f.time for f in fixes] == [t.time for t in truth]
     assert fixes[-1].time.date() == date(2026, 6, 2)
 
@@ -164,7 +164,7 @@ def test_epochs_before_the_first_rmc_of_a_log_take_its_date() -> None:
 
 def test_a_receiver_sending_only_rmc_yields_its_fixes() -> None:
     capture = rx.rmc_only(drive(START, 10))
-    fixes, stats = read(capture)
+    fixes, _stats = read(capture)
     assert_fixes_match(fixes, capture.fixes)
     assert {(f.satellites, f.alt_m) for f in fixes} == {(0, None)}
     assert fixes[0].speed_mps == pytest.approx(10.0, abs=0.01)
@@ -172,7 +172,7 @@ def test_a_receiver_sending_only_rmc_yields_its_fixes() -> None:
 
 def test_a_receiver_sending_only_gns_yields_its_fixes() -> None:
     capture = rx.gns_only(drive(START, 10))
-    fixes, stats = read(capture, day=START.date())
+    fixes, _stats = read(capture, day=START.date())
     assert_fixes_match(fixes, capture.fixes)
     assert {(f.satellites, f.hdop, f.alt_m) for f in fixes} == {(12, 0.8, 18.0)}
 
