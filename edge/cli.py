@@ -77,6 +77,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     rep.set_defaults(func=_replay)
 
+    imp = cmds.add_parser(
+        "import",
+        help="what a camera recorded (geotagged JPEGs, GoPro, CAMM, BlackVue, video + GPX/NMEA)"
+        " through the pipeline, then publish it",
+    )
+    imp.add_argument(
+        "path", type=Path, help="a folder of geotagged JPEGs, or a video (MP4/MOV/INSV)"
+    )
+    imp.add_argument(
+        "--gnss", type=Path, help="GPX or NMEA log of the video (default: the file named like it)"
+    )
+    imp.add_argument(
+        "--clock-offset",
+        default=None,
+        help="seconds to add to the camera clock to get GNSS time, or 'auto' to apply the"
+        " estimate (default: the clock_offset_s setting; the estimate is always printed)",
+    )
+    imp.add_argument("--start", help="camera time of the video's first frame (ISO 8601)")
+    imp.add_argument("--date", help="date of an NMEA log that has none (YYYY-MM-DD; GGA-only)")
+    imp.add_argument(
+        "--sample",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="distance sampling (default: on for videos, off for a camera's JPEG time-lapse)",
+    )
+    imp.add_argument("--device-dir", type=Path, default=DEFAULT_DEVICE_DIR)
+    imp.add_argument(
+        "--config", type=Path, help=f"settings file (default: DEVICE_DIR/{CONFIG_FILE})"
+    )
+    imp.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the upload")
+    imp.set_defaults(func=_import)
+
     st = cmds.add_parser("status", help="device id, broker and outbox depth")
     st.add_argument("--device-dir", type=Path, default=DEFAULT_DEVICE_DIR)
     st.set_defaults(func=_status)
@@ -138,6 +170,7 @@ def _replay(args: argparse.Namespace) -> int:
         f"NMEA lines {report.nmea.lines}, fixes {report.nmea.fixes}, bad {sum(report.nmea.rejected.values())})",
         flush=True,
     )
+    _print_receivers(device_dir, [report.nmea])
     try:
         uplink = MqttUplink(
             identity,
@@ -259,4 +292,91 @@ def _status(args: argparse.Namespace) -> int:
         f"{identity.device_id}: broker {identity.mqtt.host}:{identity.mqtt.port}, "
         f"outbox {depth} messages ({nbytes} bytes), {len(outbox.refused())} refused"
     )
+    from edge.gnss_sources import recorded_receivers
+
+    for stats in recorded_receivers(device_dir):
+        print(f"  GNSS {stats.receiver}: {stats.summary()}")
     return 0
+
+
+def _print_receivers(device_dir: Path, receivers: list) -> None:  # type: ignore[type-arg]
+    """One line per GNSS receiver (or camera log): what it gave; kept for `edge status`."""
+    from edge.gnss_sources import record_receiver
+
+    for stats in receivers:
+        print(f"GNSS {stats.receiver or 'receiver'}: {stats.summary()}", flush=True)
+        record_receiver(device_dir, stats)
+
+
+def _import(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from edge.importers import ImportFailure, enqueue_import, open_camera_recording
+    from edge.outbox import Outbox, OutboxError
+    from edge.uplink import MqttUplink, UplinkError
+    from vision.privacy import PrivacyError
+
+    device_dir = args.device_dir.expanduser()
+    settings = _settings(device_dir, args.config)
+    identity, key = _identity(device_dir)
+    offset: float | str | None = args.clock_offset
+    try:
+        if offset not in (None, "auto"):
+            offset = float(str(offset))
+        start = datetime.fromisoformat(args.start.replace("Z", "+00:00")) if args.start else None
+        day = date.fromisoformat(args.date) if args.date else None
+    except ValueError as exc:
+        raise CommandError(f"--clock-offset, --start or --date: {exc}") from None
+    if start is not None and start.tzinfo is None:
+        raise CommandError("--start must carry a time zone (use Z for UTC)")
+    try:
+        rec = open_camera_recording(args.path, args.gnss, start, day)
+        camera = f" ({rec.camera})" if rec.camera else ""
+        print(f"{args.path}: {rec.kind}{camera}, {len(rec.track.fixes)} fixes", flush=True)
+        outbox = Outbox(device_dir / "outbox.sqlite3", max_bytes=settings.outbox_max_bytes)
+        report = enqueue_import(
+            rec, identity, key, outbox, settings, clock_offset=offset, sample=args.sample
+        )
+    except (ImportFailure, PrivacyError, OutboxError) as exc:
+        raise CommandError(str(exc)) from None
+    if report.clock is not None:
+        hint = "" if offset == "auto" else " (--clock-offset auto applies the estimate)"
+        print(
+            f"clock: {report.clock.describe()}; applied {report.applied_offset_s:+.2f} s{hint}",
+            flush=True,
+        )
+    skipped = ", ".join(f"{k}={v}" for k, v in sorted(report.skipped.items())) or "none"
+    print(
+        f"signed {report.enqueued} of {report.frames} frames into the outbox "
+        f"({report.already_enqueued} already there; skipped: {skipped}; "
+        f"blurred faces {report.faces}, plates {report.plates})",
+        flush=True,
+    )
+    _print_receivers(device_dir, [report.gnss])
+    try:
+        uplink = MqttUplink(
+            identity,
+            key,
+            outbox,
+            tls_cert=settings.tls_cert,
+            tls_key=settings.tls_key,
+            bandwidth_bytes_per_s=settings.bandwidth_bytes_per_s,
+            reconnect_min_s=settings.reconnect_min_s,
+            reconnect_max_s=settings.reconnect_max_s,
+        )
+    except UplinkError as exc:
+        raise CommandError(str(exc)) from None
+    uplink.start()
+    try:
+        done = uplink.drain(args.timeout)
+    except UplinkError as exc:
+        raise CommandError(str(exc), exit_code=3) from None
+    finally:
+        uplink.stop()
+    depth, nbytes = outbox.depth()
+    print(
+        f"published to {identity.mqtt.host}:{identity.mqtt.port} as {identity.device_id}: "
+        f"{uplink.acked} acknowledged, {depth} still queued ({nbytes} bytes)",
+        flush=True,
+    )
+    return 0 if done else 1
