@@ -77,6 +77,7 @@ UNIQUE = {
     "cumulative_before": ["wallet"],
 }
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+FLOAT_DECIMALS = 3
 
 
 def empty_table(name: str) -> pd.DataFrame:
@@ -97,8 +98,8 @@ def _typed(name: str, df: pd.DataFrame) -> pd.DataFrame:
                 if s.isna().any():
                     raise InputsError(f"table {name}: column {col} has empty values")
                 out[col] = s.to_numpy().astype(np.int64)
-            elif kind == "float":
-                out[col] = s.to_numpy().astype(np.float64)
+            elif kind == "float":  # kept to FLOAT_DECIMALS: what the file holds is what is scored
+                out[col] = np.round(s.to_numpy().astype(np.float64), FLOAT_DECIMALS)
             else:  # bigint: Python ints (token amounts exceed int64)
                 out[col] = np.array([int(v) for v in s], dtype=object)
         except (TypeError, ValueError, OverflowError) as exc:
@@ -197,7 +198,7 @@ def _member(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
     info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
     info.compress_type = zipfile.ZIP_DEFLATED
     info.external_attr = 0o644 << 16
-    zf.writestr(info, data, compresslevel=6)
+    zf.writestr(info, data, compresslevel=1)
 
 
 def _csv(name: str, df: pd.DataFrame) -> bytes:
