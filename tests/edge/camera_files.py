@@ -73,9 +73,7 @@ def drive_points(
     steps_per = round(1 / hz / dt)
     for k in range(int(duration_s * hz) + 1):
         out.append(
-            Point(
-                start + timedelta(seconds=k / hz), LAT0 + d / M_PER_DEG_LAT, LON0, speed(k / hz)
-            )
+            Point(start + timedelta(seconds=k / hz), LAT0 + d / M_PER_DEG_LAT, LON0, speed(k / hz))
         )
         for i in range(steps_per):
             d += speed(k / hz + i * dt) * dt
