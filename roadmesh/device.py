@@ -1,7 +1,9 @@
 """`roadmesh device ...`: operator commands to provision and revoke devices on this machine.
 
 Provisioning creates the device's key where the device will read it (mode 0600),
-registers the public key with its owner in the database, and writes the broker login.
+registers the public key with its owner in the database, adds its login to the embedded
+broker (`--broker-dir`, or ROADMESH_BROKER_DIR), and writes device.json with the login
+and the server's public key (it signs the receipts).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     prov.add_argument("--mqtt-host", default="127.0.0.1")
     prov.add_argument("--mqtt-port", type=int, default=1883)
     prov.add_argument(
-        "--broker-dir", type=Path, help="embedded broker run dir: update its password file"
+        "--broker-dir",
+        type=Path,
+        help="embedded broker run dir: add the login there (default ROADMESH_BROKER_DIR)",
     )
     prov.set_defaults(func=_provision)
     lst = cmds.add_parser("list", help="list devices")
@@ -42,8 +46,12 @@ def _provision(args: argparse.Namespace) -> int:
     from webapp.django_setup import setup_django
 
     setup_django()
+    from django.conf import settings
+
     import protocol
+    from broker import BrokerError
     from edge.identity import DeviceIdentity, MqttLogin, create_key
+    from webapp import serverkey
     from webapp.accounts.models import User
     from webapp.fleet.provisioning import ProvisioningError, new_device_id, register_device
 
@@ -62,27 +70,37 @@ def _provision(args: argparse.Namespace) -> int:
     except FileExistsError:
         raise CommandError(f"{args.out} already holds a device key; use another --out") from None
     try:
-        _device, password = register_device(owner, device_id, protocol.public_key_bytes(key))
-    except ProvisioningError as exc:
+        logins = _logins(args.broker_dir)
+        _device, password = register_device(
+            owner, device_id, protocol.public_key_bytes(key), logins
+        )
+    except (ProvisioningError, BrokerError) as exc:
         raise CommandError(str(exc)) from None
     DeviceIdentity(
         device_id=device_id,
         mqtt=MqttLogin(
             host=args.mqtt_host, port=args.mqtt_port, username=device_id, password=password
         ),
+        server_public_key=serverkey.public_key_hex(settings.SERVER.server_key_file),
     ).save(args.out)
-    print(f"provisioned {device_id} for {owner.username}: key {args.out / 'device.key'} (0600)")
-    if args.broker_dir:
-        _sync(args.broker_dir, args.mqtt_port)
+    where = "the broker" if logins is not None else "no embedded broker: add the login yourself"
+    print(
+        f"provisioned {device_id} for {owner.username}: key {args.out / 'device.key'} (0600),"
+        f" login in {where}"
+    )
     return 0
 
 
-def _sync(broker_dir: Path, port: int) -> None:
-    from ingest.broker import BrokerConfig
-    from ingest.broker_sync import sync_password_file
+def _logins(broker_dir: Path | None):  # type: ignore[no-untyped-def]
+    """The embedded broker's logins: --broker-dir, else ROADMESH_BROKER_DIR, else None."""
+    from django.conf import settings
 
-    n = sync_password_file(BrokerConfig(run_dir=broker_dir.resolve(), port=port))
-    print(f"broker password file updated ({n} logins)")
+    from broker import BrokerConfig, EmbeddedBrokerLogins
+    from webapp.fleet.provisioning import broker_logins
+
+    if broker_dir is not None:
+        return EmbeddedBrokerLogins(BrokerConfig.load(broker_dir))
+    return broker_logins(settings.SERVER)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -100,13 +118,12 @@ def _revoke(args: argparse.Namespace) -> int:
     from webapp.django_setup import setup_django
 
     setup_django()
+    from broker import BrokerError
     from webapp.fleet.provisioning import ProvisioningError, revoke_device
 
     try:
-        revoke_device(args.device_id)
-    except ProvisioningError as exc:
+        revoke_device(args.device_id, _logins(args.broker_dir))
+    except (ProvisioningError, BrokerError) as exc:
         raise CommandError(str(exc)) from None
     print(f"revoked {args.device_id}")
-    if args.broker_dir:
-        _sync(args.broker_dir, 1883)
     return 0

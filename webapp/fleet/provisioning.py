@@ -1,4 +1,10 @@
-"""Register devices and their broker logins (server side)."""
+"""Register and revoke devices, with their broker logins (server side).
+
+The database is the source of truth. The broker learns of a new or revoked device
+through the `broker.BrokerLogins` seam, inside the same transaction: if the broker
+refuses, the registration is rolled back. Without an embedded broker (no
+ROADMESH_BROKER_DIR) the operator's own broker is told by the operator.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,9 @@ import secrets
 from django.db import transaction
 
 import protocol
-from ingest.broker import hash_password, new_password
+from broker import BrokerConfig, BrokerLogins, EmbeddedBrokerLogins, hash_password, new_password
 from webapp.accounts.models import User
+from webapp.config import ServerSettings
 from webapp.fleet.models import Device
 
 
@@ -20,8 +27,24 @@ def new_device_id() -> str:
     return f"dev-{secrets.token_hex(6)}"
 
 
-def register_device(owner: User, device_id: str, public_key: bytes) -> tuple[Device, str]:
-    """Create the Device row; returns it and a fresh MQTT password (shown once, stored hashed)."""
+def broker_logins(settings: ServerSettings) -> BrokerLogins | None:
+    """The embedded broker's logins (ROADMESH_BROKER_DIR), or None for an external broker."""
+    if settings.broker_dir is None:
+        return None
+    return EmbeddedBrokerLogins(BrokerConfig.load(settings.broker_dir))
+
+
+def device_logins() -> dict[str, str]:
+    """Active devices' broker logins: device id -> password hash."""
+    rows = Device.objects.filter(status=Device.Status.ACTIVE).exclude(mqtt_password_hash="")
+    return dict(rows.values_list("device_id", "mqtt_password_hash"))
+
+
+def register_device(
+    owner: User, device_id: str, public_key: bytes, logins: BrokerLogins | None = None
+) -> tuple[Device, str]:
+    """Create the Device row and its broker login; returns it and the MQTT password (shown
+    once, stored hashed)."""
     if not protocol.is_valid_device_id(device_id):
         raise ProvisioningError(f"device id {device_id!r} must match {protocol.DEVICE_ID_PATTERN}")
     protocol.load_public_key(public_key)  # rejects anything but 32 raw bytes
@@ -35,14 +58,20 @@ def register_device(owner: User, device_id: str, public_key: bytes) -> tuple[Dev
             public_key=public_key,
             mqtt_password_hash=hash_password(password),
         )
+        if logins is not None:
+            logins.add_device(device_id, password)
     return device, password
 
 
-def revoke_device(device_id: str) -> Device:
+def revoke_device(device_id: str, logins: BrokerLogins | None = None) -> Device:
+    """Revoke: its frames are refused from now on, and its broker login removed (an online
+    session of it is disconnected)."""
     with transaction.atomic():
         device = Device.objects.select_for_update().filter(device_id=device_id).first()
         if device is None:
             raise ProvisioningError(f"no device {device_id!r}")
         device.status = Device.Status.REVOKED
         device.save(update_fields=["status"])
+        if logins is not None:
+            logins.remove_device(device_id)
     return device
