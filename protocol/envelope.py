@@ -33,6 +33,7 @@ from .limits import (
     MAGIC,
     MAX_FRAME_BYTES,
     MAX_JPEG_BYTES,
+    MAX_SEQ,
     MAX_STRING_BYTES,
     MAX_TELEMETRY_BYTES,
     MAX_TIMESTAMP_US,
@@ -77,7 +78,6 @@ _F32: Final = struct.Struct(">f")
 _INT32_MIN: Final = -(2**31)
 _INT32_MAX: Final = 2**31 - 1
 _U16_MAX: Final = 2**16 - 1
-_U64_MAX: Final = 2**64 - 1
 
 ALT_NONE: Final = _INT32_MIN  # sentinel: altitude unknown
 U16_NONE: Final = _U16_MAX  # sentinel: heading / speed / hdop unknown
@@ -235,7 +235,7 @@ def _frame_body(frame: Frame) -> list[bytes]:
     if not isinstance(privacy, PrivacyCounts):
         raise _bad("privacy", f"expected PrivacyCounts, got {_type_name(privacy)}")
     fixed = FRAME_FIXED.pack(
-        _check_int(frame.seq, "seq", 0, _U64_MAX),
+        _check_int(frame.seq, "seq", 0, MAX_SEQ),
         _timestamp(frame.captured_at_us, "captured_at_us"),
         _scaled(pos.lat, "position.lat", 10_000_000, -90.0, 90.0, _INT32_MAX),
         _scaled(pos.lon, "position.lon", 10_000_000, -180.0, 180.0, _INT32_MAX),
@@ -270,7 +270,7 @@ def _telemetry_body(msg: Telemetry) -> list[bytes]:
     data = canonical_json(msg.data)
     return [
         TELEMETRY_FIXED.pack(
-            _check_int(msg.seq, "seq", 0, _U64_MAX), _timestamp(msg.sent_at_us, "sent_at_us")
+            _check_int(msg.seq, "seq", 0, MAX_SEQ), _timestamp(msg.sent_at_us, "sent_at_us")
         ),
         _device_id(msg.device_id),
         _U32.pack(len(data)),
@@ -464,7 +464,7 @@ def _decode_frame(reader: _Reader) -> tuple[Frame, bytes]:
     jpeg_view = reader.blob("jpeg", MAX_JPEG_BYTES)
     frame = Frame(
         device_id=device_id,
-        seq=seq,
+        seq=_range(seq, "seq", 0, MAX_SEQ),
         captured_at_us=_read_timestamp(captured_at_us, "captured_at_us"),
         position=position,
         camera_id=camera_id,
@@ -493,7 +493,9 @@ def _decode_telemetry(reader: _Reader) -> Telemetry:
     sent_at_us = _read_timestamp(sent_at_us, "sent_at_us")
     device_id = _read_device_id(reader)
     data = parse_json_object(reader.blob("data", MAX_TELEMETRY_BYTES))
-    return Telemetry(device_id=device_id, seq=seq, sent_at_us=sent_at_us, data=data)
+    return Telemetry(
+        device_id=device_id, seq=_range(seq, "seq", 0, MAX_SEQ), sent_at_us=sent_at_us, data=data
+    )
 
 
 def _decode_status(reader: _Reader) -> Status:

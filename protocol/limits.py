@@ -15,6 +15,7 @@ __all__ = [
     "MAGIC",
     "MAX_FRAME_BYTES",
     "MAX_JPEG_BYTES",
+    "MAX_SEQ",
     "MAX_STRING_BYTES",
     "MAX_TELEMETRY_BYTES",
     "MAX_TIMESTAMP_US",
@@ -35,6 +36,9 @@ MAX_TELEMETRY_BYTES: Final = 64 * 1024  # whole MQTT payload of a telemetry or s
 # Upper bound for the JPEG alone; the real bound is MAX_FRAME_BYTES minus the header.
 MAX_JPEG_BYTES: Final = MAX_FRAME_BYTES
 MAX_STRING_BYTES: Final = 64  # camera_id, intrinsics_ref (UTF-8 bytes)
+# Sequence numbers travel as u64 but stay below 2^63, so every server can keep them in a
+# signed 64-bit column. A device counts its frames from 1 (and its telemetry from 1).
+MAX_SEQ: Final = 2**63 - 1
 # Timestamps are unix microseconds (UTC) from 1970-01-01 to 9999-12-31T23:59:59.999999,
 # the range a `datetime` can hold.
 MAX_TIMESTAMP_US: Final = 253_402_300_799_999_999

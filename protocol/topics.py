@@ -15,8 +15,10 @@ from .limits import is_valid_device_id
 from .messages import Frame, Message, Status, Telemetry
 
 __all__ = [
+    "DEVICE_TO_SERVER",
     "INGEST_SHARE_GROUP",
     "MQTT_QOS",
+    "SERVER_TO_DEVICE",
     "TOPIC_ROOT",
     "Channel",
     "channel_for",
@@ -32,12 +34,18 @@ MQTT_QOS: Final = 1  # every RoadMesh publish and subscription; MQTT v5
 
 
 class Channel(enum.StrEnum):
-    """The last topic level. CONFIG flows server -> device; the rest device -> server."""
+    """The last topic level. CONFIG and RECEIPTS flow server -> device; the rest device -> server."""
 
     FRAMES = "frames"
     TELEMETRY = "telemetry"
     STATUS = "status"
     CONFIG = "config"
+    RECEIPTS = "receipts"
+
+
+# What a device publishes, and what it may subscribe to (its own topics only).
+DEVICE_TO_SERVER: Final = (Channel.FRAMES, Channel.TELEMETRY, Channel.STATUS)
+SERVER_TO_DEVICE: Final = (Channel.CONFIG, Channel.RECEIPTS)
 
 
 def _channel(value: str) -> Channel:
