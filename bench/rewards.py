@@ -348,6 +348,16 @@ def fleet_fairness(args: argparse.Namespace) -> tuple[float, float]:
         pay[dev["device_id"]] = coverage.get(wallets[dev["device_id"]], 0)
         by_group[group_of(dev)] += pay[dev["device_id"]]
     print(f"coverage pool {pool} base units; history: {n_hist} cells covered before")
+    scored = result.scores.devices.set_index("device")
+    for dev in devices:
+        if group_of(dev) in ("honest", VICTIM) or dev["device_id"] not in scored.index:
+            continue  # adversaries with no rewardable frame left are not listed
+        d = scored.loc[dev["device_id"]]
+        print(
+            f"  {dev['dir']} {group_of(dev):18s} {int(d['frames']):4d} rewardable frames, "
+            f"quality {d['quality']:.2f} (image {d['image']:.2f}, gnss {d['gnss']:.2f}, "
+            f"fraud {d['fraud']:.0f}), pay {pay[dev['device_id']] / pool:.2%}"
+        )
     for group in sorted(by_group):
         print(f"  {group:18s} {by_group[group] / pool:7.2%} of the coverage pool")
     adversary = sum(v for g, v in by_group.items() if g not in ("honest", VICTIM)) / pool
