@@ -12,7 +12,8 @@ check:
 	scripts/bootstrap.sh test
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy protocol edge vision ingest rewards contracts webapp sim roadmesh bench
+	.venv/bin/lint-imports
+	.venv/bin/mypy protocol broker edge vision ingest rewards contracts webapp sim roadmesh bench
 
 format:
 	.venv/bin/ruff format .

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
-from roadmesh.cli import CommandError
-
 DEFAULT_DEVICE_DIR = Path("~/.roadmesh/device")
-LIVE_SIM_S = 120.0  # length of the simulator's live drive (`--source sim:SEED`)
 CONFIG_FILE = "edge.toml"
+REJECTED_SHOWN = 20  # `edge status` lists this many refused frames, then counts the rest
+
+
+class CommandError(Exception):
+    """A fatal user error of an edge command: `roadmesh` prints it and exits with `exit_code`."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--source",
         default="camera",
-        help="camera (default; ROADMESH_EDGE_CAMERA), video:PATH, folder:PATH, or sim:SEED",
+        help="camera (default; ROADMESH_EDGE_CAMERA), video:PATH or folder:PATH"
+        " (the simulator's live drive plugs in from outside: `roadmesh sim live`)",
     )
     run.add_argument(
         "--start", help="capture time of the first frame of a video or folder (ISO 8601)"
@@ -73,7 +81,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="distance sampling (default: on for videos, off for frames.csv folders)",
     )
     rep.add_argument(
-        "--timeout", type=float, default=120.0, help="seconds to wait for the broker's PUBACKs"
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the server's receipts",
     )
     rep.set_defaults(func=_replay)
 
@@ -109,7 +120,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the upload")
     imp.set_defaults(func=_import)
 
-    st = cmds.add_parser("status", help="device id, broker and outbox depth")
+    st = cmds.add_parser(
+        "status", help="device id, broker, outbox depth, and the frames the server refused"
+    )
     st.add_argument("--device-dir", type=Path, default=DEFAULT_DEVICE_DIR)
     st.set_defaults(func=_status)
 
@@ -191,19 +204,34 @@ def _replay(args: argparse.Namespace) -> int:
         raise CommandError(str(exc), exit_code=3) from None
     finally:
         uplink.stop()
+    _print_delivery(identity, uplink, outbox)
+    return 0 if done else 1
+
+
+def _print_delivery(identity, uplink, outbox) -> None:  # type: ignore[no-untyped-def]
+    """What the receipts said: stored, rejected (with reasons), still waiting."""
     depth, nbytes = outbox.depth()
-    refused = outbox.refused()
     print(
         f"published to {identity.mqtt.host}:{identity.mqtt.port} as {identity.device_id}: "
-        f"{uplink.acked} acknowledged, {depth} still queued ({nbytes} bytes), {len(refused)} refused",
+        f"{uplink.stored} stored and {uplink.rejected} rejected (receipts), {depth} still"
+        f" waiting ({nbytes} bytes), broker took {uplink.acked}"
+        f" and turned away {uplink.refused_by_broker}",
         flush=True,
     )
-    return 0 if done and not refused else 1
+    reasons = _reasons(outbox.rejected())
+    if reasons:
+        print(f"rejected by the server: {reasons} (`roadmesh edge status` lists them)", flush=True)
+
+
+def _reasons(rejected: list[tuple[int, str]]) -> str:
+    counts: dict[str, int] = {}
+    for _, error in rejected:
+        reason = error.split(":", 1)[0]
+        counts[reason] = counts.get(reason, 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
 
 
 def _run(args: argparse.Namespace) -> int:
-
-    from edge.gnss_sources import FeedSource, GnssSource
     from edge.run import EdgeRunner, camera_source, gnss_from_setting
     from edge.settings import SettingsError
     from edge.sources import FrameSource, ImageFolderSource, VideoFileSource
@@ -219,61 +247,42 @@ def _run(args: argparse.Namespace) -> int:
         if args.start
         else datetime.now().astimezone()
     )
-    live = None
-    gnss: GnssSource | FeedSource
-    frames: FrameSource | None
+    frames: FrameSource
     try:
-        if kind == "sim":
-            # A live drive happens now (or at --start): the server refuses frames a year old.
-            live = _sim_live(value, identity.device_id, start if args.start else None)
-            gnss = FeedSource()
-            frames = None
+        gnss = gnss_from_setting(settings.gnss, settings.gnss_baud)
+        if kind == "camera":
+            frames = camera_source(settings)
+        elif kind == "video":
+            frames = VideoFileSource(Path(value), start, realtime=args.realtime)
+        elif kind == "folder":
+            frames = ImageFolderSource(Path(value), start)
         else:
-            gnss = gnss_from_setting(settings.gnss, settings.gnss_baud)
-            if kind == "camera":
-                frames = camera_source(settings)
-            elif kind == "video":
-                frames = VideoFileSource(Path(value), start, realtime=args.realtime)
-            elif kind == "folder":
-                frames = ImageFolderSource(Path(value), start)
-            else:
-                raise CommandError(
-                    f"--source {args.source!r}: use camera, video:PATH, folder:PATH or sim:SEED"
-                )
+            raise CommandError(
+                f"--source {args.source!r}: use camera, video:PATH or folder:PATH"
+                " (the simulator's live drive: `roadmesh sim live`)"
+            )
         runner = EdgeRunner(settings, identity, key, device_dir)
     except (SettingsError, UplinkError, PrivacyError) as exc:
         raise CommandError(str(exc)) from None
     print(
-        f"{identity.device_id}: running (source {args.source}, GNSS {settings.gnss if live is None else 'sim'}, "
+        f"{identity.device_id}: running (source {args.source}, GNSS {settings.gnss}, "
         f"broker {identity.mqtt.host}:{identity.mqtt.port})",
         flush=True,
     )
-    runner.run(frames, gnss, live)
+    runner.run(frames, gnss)
+    print_summary(runner)
+    return 0
+
+
+def print_summary(runner) -> None:  # type: ignore[no-untyped-def]
+    """The one line `run` prints when it stops (also used by `roadmesh sim live`)."""
     c = runner.pipeline.counters
     errors = {k: v for k, v in sorted(runner.all_errors().items()) if v}
     print(
         f"\nstopped: captured {c.captured}, kept {c.kept}, dropped {dict(c.dropped)}, "
-        f"outbox {runner.outbox.depth()[0]}, errors {errors or 'none'}",
+        f"outbox {runner.outbox.depth()[0]}, stored {runner.uplink.stored},"
+        f" rejected {runner.uplink.rejected}, errors {errors or 'none'}",
         flush=True,
-    )
-    return 0
-
-
-def _sim_live(value: str, device_id: str, start: datetime | None):  # type: ignore[no-untyped-def]
-    """The simulator's live drive, behind the `LiveEvents` seam (only if sim/ is installed)."""
-    try:
-        from sim.drive import DriveSpec, LiveDrive
-    except ImportError as exc:
-        raise CommandError(
-            f"the simulator's live source is not available in this build: {exc}"
-        ) from None
-    try:
-        seed = int(value or "1")
-    except ValueError:
-        raise CommandError(f"--source sim:{value}: the seed must be an integer") from None
-    when = start or datetime.now(UTC) - timedelta(seconds=LIVE_SIM_S)
-    return LiveDrive(
-        DriveSpec(device_id=device_id, seed=seed, start_utc=when, duration_s=LIVE_SIM_S)
     )
 
 
@@ -288,10 +297,17 @@ def _status(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     outbox = Outbox(device_dir / "outbox.sqlite3")
     depth, nbytes = outbox.depth()
+    rejected = outbox.rejected()
     print(
         f"{identity.device_id}: broker {identity.mqtt.host}:{identity.mqtt.port}, "
-        f"outbox {depth} messages ({nbytes} bytes), {len(outbox.refused())} refused"
+        f"outbox {depth} messages ({nbytes} bytes; {outbox.awaiting_receipt()} sent, waiting"
+        f" for their receipt), {len(rejected)} rejected by the server,"
+        f" {len(outbox.receipts())} receipts kept"
     )
+    for seq, error in rejected[:REJECTED_SHOWN]:
+        print(f"  rejected frame {seq}: {error}")
+    if len(rejected) > REJECTED_SHOWN:
+        print(f"  ... and {len(rejected) - REJECTED_SHOWN} more: {_reasons(rejected)}")
     from edge.gnss_sources import recorded_receivers
 
     for stats in recorded_receivers(device_dir):
@@ -373,10 +389,5 @@ def _import(args: argparse.Namespace) -> int:
         raise CommandError(str(exc), exit_code=3) from None
     finally:
         uplink.stop()
-    depth, nbytes = outbox.depth()
-    print(
-        f"published to {identity.mqtt.host}:{identity.mqtt.port} as {identity.device_id}: "
-        f"{uplink.acked} acknowledged, {depth} still queued ({nbytes} bytes)",
-        flush=True,
-    )
+    _print_delivery(identity, uplink, outbox)
     return 0 if done else 1

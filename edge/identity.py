@@ -1,6 +1,7 @@
-"""A device's identity on disk: its signing key and its broker login.
+"""A device's identity on disk: its signing key, its broker login, the server's key.
 
-`DIR/device.key` (Ed25519, PEM, mode 0600) and `DIR/device.json` (mode 0600).
+`DIR/device.key` (Ed25519, PEM, mode 0600) and `DIR/device.json` (mode 0600), which also
+holds the server's public key (hex) that signs the receipts (`GET /api/v1/server-key`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,20 @@ class DeviceIdentity:
     mqtt: MqttLogin
     camera_id: str = "cam0"
     intrinsics_ref: str = "dashcam-120-1280x720"
+    server_public_key: str = ""  # 64 hex digits; receipts are verified with it
+
+    @property
+    def server_key_bytes(self) -> bytes:
+        try:
+            raw = bytes.fromhex(self.server_public_key)
+        except ValueError:
+            raw = b""
+        if len(raw) != protocol.PUBLIC_KEY_BYTES:
+            raise IdentityError(
+                "device.json has no valid server_public_key: receipts cannot be verified;"
+                " provision the device again, or add the key from GET /api/v1/server-key"
+            )
+        return raw
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -56,6 +71,7 @@ class DeviceIdentity:
                 mqtt=MqttLogin(**raw["mqtt"]),
                 camera_id=raw.get("camera_id", "cam0"),
                 intrinsics_ref=raw.get("intrinsics_ref", "dashcam-120-1280x720"),
+                server_public_key=str(raw.get("server_public_key", "")),
             )
         except FileNotFoundError:
             raise IdentityError(f"{path} not found: provision the device first") from None

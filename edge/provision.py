@@ -1,8 +1,9 @@
 """Provisioning from the device: make a key (0600), register it with the server, keep the login.
 
 POST {server}/api/v1/devices with the owner's enrolment credential as HTTP Basic
-(`--token USER:PASSWORD`) and the public key; the answer carries the device id and the
-MQTT login, written to device.json (0600). No Django here: plain urllib.
+(`--token USER:PASSWORD`) and the public key; the answer carries the device id, the MQTT
+login and the server's public key (it signs the receipts), written to device.json (0600).
+No Django here: plain urllib.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import protocol
-from edge.identity import KEY_FILE, DeviceIdentity, MqttLogin, create_key, load_key
+from edge.identity import KEY_FILE, DeviceIdentity, IdentityError, MqttLogin, create_key, load_key
 
 
 class ProvisionError(Exception):
@@ -64,8 +65,10 @@ def provision(
                 password=m["password"],
                 tls_ca=tls_ca,
             ),
+            server_public_key=str(answer["server_public_key"]),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+        identity.server_key_bytes  # noqa: B018 - refuses an answer without a usable key
+    except (KeyError, TypeError, ValueError, IdentityError) as exc:
         raise ProvisionError(f"unexpected answer from the server: {exc}") from None
     identity.save(device_dir)
     return identity

@@ -211,6 +211,8 @@ class EdgeRunner:
     ) -> None:
         self._sources = [s for s in (frames, gnss) if s is not None]
         self._frame_source = frames
+        if hasattr(gnss, "device_dir"):  # a receiver records its counters for `edge status`
+            gnss.device_dir = self.device_dir
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stop())

@@ -1,12 +1,21 @@
 """The uplink: drains the outbox to the broker over MQTT v5, QoS 1, one login per device.
 
-The `Uplink` protocol is the seam; `MqttUplink` is the real one. The broker's PUBACK is the
-only thing that removes a message from the outbox.
+The `Uplink` protocol is the seam; `MqttUplink` is the real one. Only a signed receipt
+from the server (`devices/{id}/receipts`, verified with the server key from device.json)
+removes a frame from the outbox; the broker's PUBACK only says the broker took it, and
+any PUBACK reason code other than success (no matching subscribers, not authorized,
+quota exceeded ...) means "keep it and send it again later". Frames the broker took and
+no receipt named in time are sent again (`Outbox.mark_sent`); the server stores a resent
+frame once and names it in its receipt again.
 
-Also: TLS with a CA file and an optional client certificate; the retained config topic
+The session is persistent (clean start off, session expiry one week, client id = device
+id), so receipts published while the device is offline wait in the broker. Also: TLS with
+a CA file and an optional client certificate; the retained config topic
 `devices/{id}/config` (JSON) handed to a callback as it arrives; telemetry published at
-QoS 1 when connected (never queued: it is a snapshot); reconnects with jittered exponential
-backoff; a token bucket caps the bytes per second of frames handed to the broker.
+QoS 1 when connected (never queued: it is a snapshot); a signed `online` status on connect
+and `offline` on a clean stop, the `offline` one also registered as the will (QoS 1,
+retained); reconnects with jittered exponential backoff; a token bucket caps the bytes per
+second of frames handed to the broker.
 """
 
 from __future__ import annotations
@@ -25,15 +34,19 @@ from typing import Any, Protocol
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 import protocol
-from edge.identity import DeviceIdentity
+from edge.identity import DeviceIdentity, IdentityError
 from edge.outbox import Outbox, OutboxError
 
 logger = logging.getLogger(__name__)
 
 
-LOGIN_REFUSED_FATAL_S = 330.0  # longer than the embedded broker's device hold (300 s)
+LOGIN_REFUSED_FATAL_S = 330.0  # a broker restarting or being provisioned refuses briefly
+SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps receipts for an offline device this long
+REFUSED_RETRY_S = 5.0  # a frame the broker did not take is sent again after at least this
 
 
 class UplinkError(Exception):
@@ -104,9 +117,17 @@ class MqttUplink:
         self.max_in_flight = max_in_flight
         self._in_flight: dict[int, int | None] = {}  # mid -> outbox seq (None: a status message)
         self._early_acks: dict[int, Any] = {}  # mid -> reason, for PUBACKs seen before registration
-        self._sent: set[int] = set()  # seqs handed to paho in this process
+        self._sent: set[int] = set()  # seqs handed to paho and not PUBACKed yet
         # seq -> PUBACK reason the outbox could not record (disk full): not re-sent, retried
         self._unsaved: dict[int, Any] = {}
+        try:
+            self.server_key = identity.server_key_bytes
+        except IdentityError as exc:
+            raise UplinkError(str(exc)) from None
+        self.stored = 0  # frames receipts named as stored
+        self.rejected = 0  # frames receipts refused for good
+        self.receipts = 0
+        self.refused_by_broker = 0  # PUBACKs with an error code (retried)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self.connected = threading.Event()
@@ -119,6 +140,7 @@ class MqttUplink:
         self._attempt = 0
         self._rng = random.Random()
         self.config_topic = protocol.topic_for(identity.device_id, protocol.Channel.CONFIG)
+        self.receipts_topic = protocol.topic_for(identity.device_id, protocol.Channel.RECEIPTS)
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=identity.device_id, protocol=mqtt.MQTTv5
         )
@@ -166,7 +188,7 @@ class MqttUplink:
         self.refused_since = None
         self._attempt = 0
         client.reconnect_delay_set(self.reconnect_min_s, self.reconnect_min_s)  # type: ignore[arg-type]
-        client.subscribe(self.config_topic, qos=1)
+        client.subscribe([(self.config_topic, 1), (self.receipts_topic, 1)])
         online = protocol.encode(
             protocol.Status(self.identity.device_id, _now_us(), protocol.DeviceState.ONLINE),
             self.key,
@@ -209,6 +231,9 @@ class MqttUplink:
         logger.info("next connection attempt in %.1f s", delay)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == self.receipts_topic:
+            self._on_receipt(bytes(msg.payload))
+            return
         if msg.topic != self.config_topic:
             return
         try:
@@ -225,6 +250,32 @@ class MqttUplink:
             except ValueError as exc:
                 self.errors["bad_config"] += 1
                 logger.error("ignoring config on %s: %s", msg.topic, exc)
+
+    def _on_receipt(self, payload: bytes) -> None:
+        try:
+            receipt = protocol.decode_receipt(payload, self.server_key)
+        except protocol.ProtocolError as exc:
+            self.errors["bad_receipt"] += 1
+            logger.error("ignoring a receipt that does not verify: %s", exc)
+            return
+        if receipt.device_id != self.identity.device_id:
+            self.errors["bad_receipt"] += 1
+            logger.error("ignoring a receipt for %s", receipt.device_id)
+            return
+        try:
+            settled = self.outbox.apply_receipt(receipt, payload)
+        except OutboxError as exc:  # the frames stay and are sent again: the server dedupes
+            self.errors["outbox_write"] += 1
+            logger.error("cannot record a receipt (disk full?): %s", exc)
+            return
+        self.receipts += 1
+        self.stored += settled.stored
+        self.rejected += settled.rejected
+        for entry in receipt.rejected:
+            logger.warning(
+                "the server refused frame %s: %s %s", entry.seq, entry.reason, entry.detail
+            )
+        self._wake.set()
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any
@@ -250,15 +301,22 @@ class MqttUplink:
                 self._settle(seq, early)
 
     def _settle(self, seq: int, reason: Any) -> bool:
-        """Record a PUBACK in the outbox (under self._lock). When the disk cannot take the
-        change the message stays marked as sent, so it is not published again, and the
-        write is retried by pump(). False if it could not be recorded."""
+        """Record a PUBACK in the outbox (under self._lock): success starts the wait for the
+        receipt; any other reason code sends the frame again later. When the disk cannot take
+        the change the message stays marked as in flight, so it is not published again, and
+        the write is retried by pump(). False if it could not be recorded."""
         try:
-            if reason.is_failure:
-                logger.error("broker refused message %d: %s", seq, reason)
-                self.outbox.refuse(seq, str(reason))
+            if reason.is_failure or int(getattr(reason, "value", 0)) != 0:
+                self.refused_by_broker += 1
+                self.errors["broker_refused"] += 1
+                logger.warning(
+                    "broker did not take frame %d (%s): it is kept and sent again", seq, reason
+                )
+                self.outbox.retry_later(
+                    seq, str(reason), REFUSED_RETRY_S * (1 + self._rng.random())
+                )
             else:
-                self.outbox.ack(seq)
+                self.outbox.mark_sent(seq)
                 self.acked += 1
         except OutboxError as exc:
             if not self._unsaved:
@@ -282,7 +340,9 @@ class MqttUplink:
 
     def start(self) -> None:
         m = self.identity.mqtt
-        self.client.connect_async(m.host, m.port, keepalive=30)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        self.client.connect_async(m.host, m.port, keepalive=30, clean_start=False, properties=props)
         self.client.loop_start()
 
     def pump(self) -> int:
@@ -295,7 +355,7 @@ class MqttUplink:
             room = self.max_in_flight - len(self._in_flight)
             if room <= 0:
                 return 0
-            # Read under the lock: a message acked meanwhile cannot look unsent.
+            # Read under the lock: a message PUBACKed meanwhile cannot look unsent.
             items = [
                 i
                 for i in self.outbox.pending(limit=room + len(self._sent))
@@ -324,7 +384,8 @@ class MqttUplink:
         return True
 
     def drain(self, timeout_s: float) -> bool:
-        """Publish until the outbox is empty; True if it emptied before the timeout.
+        """Publish until receipts named every frame of the outbox; True if that happened
+        before the timeout (frames the server refused for good do not count).
 
         Raises UplinkError once the broker has refused the login for `login_refused_fatal_s`
         in a row: wrong credentials. Shorter refusals are retried: a broker that holds

@@ -1,11 +1,15 @@
 """The periodic track-level audit: whole tracks, image-vs-track motion, device trust scores.
 
-The door (`ingest.intake`) sees one frame and what was stored before it; frames of one
+The door (`ingest.door`) sees one frame and what was stored before it; frames of one
 device can arrive out of order and through different workers. The audit walks each
-device's frames in capture order, re-runs the motion checks with the full picture, adds
-the check that needs two images (the picture must change when the claimed position
-moves), merges the flags into Frame.flags, and recomputes every device's trust score with
-the evidence operators see. Run it as `roadmesh ingest audit` (cron / systemd timer).
+device's frames in capture order, re-runs the motion checks with the full picture, and
+runs the checks over runs of frames on what the image-check job measured and kept (the
+picture must change when the claimed position moves, claimed turns must show, a camera
+must not stay obstructed): no image is decoded for those. Only the copy check compares
+pictures of two devices and decodes them. Flags change through the frame lifecycle
+(`webapp.fleet.lifecycle.change_flags`), and every device's trust score is recomputed with
+the evidence operators see. Frames whose image checks have not run yet wait for the next
+run. Run it as `roadmesh ingest audit` (cron / systemd timer).
 """
 
 from __future__ import annotations
@@ -28,15 +32,15 @@ from ingest.imaging import (
     copy_match,
     orb_features,
     reduced_grey,
-    visual_motion,
+    thumb_array,
 )
-from ingest.store import ObjectStore
-from webapp.fleet.models import Device, Frame, VisionJob
+from webapp.fleet import lifecycle
+from webapp.fleet.models import Device, Frame
+from webapp.images import ObjectStore
 
 logger = logging.getLogger(__name__)
 
-VISUAL_MAX_GAP_S = 5.0
-STATIONARY_LOOKBACK = 200  # frames before this one the stationary check may grow its run over  # compare pictures only of frames this close in time
+STATIONARY_LOOKBACK = 200  # frames before this one the stationary check may grow its run over
 EXAMPLES_PER_CHECK = 5
 CAMERA_LOOKBACK = 60  # earlier frames the camera check looks at together with the new ones
 CAMERA_MAX_FRAMES = 300
@@ -59,14 +63,35 @@ class _Row:
     t: float
     lat: float
     lon: float
-    sha: str
     flags: list[dict[str, object]]
-    state: str
     audited: bool
+    checked: bool  # its image checks ran: the facts below are there
+    visual_prev: int | None
+    visual_flow: float | None
+    visual_points: int | None
+    visual_yaw: float | None
+    visual_change: float | None
 
     @property
     def point(self) -> fraud.TrackPoint:
         return fraud.TrackPoint(self.id, self.seq, self.t, self.lat, self.lon)
+
+
+ROW_FIELDS = (
+    "id",
+    "seq",
+    "captured_at",
+    "lat",
+    "lon",
+    "flags",
+    "audited_at",
+    "image_checked_at",
+    "visual_prev",
+    "visual_flow",
+    "visual_points",
+    "visual_yaw",
+    "visual_change",
+)
 
 
 class Auditor:
@@ -94,77 +119,47 @@ class Auditor:
         evidence. A frame that only such a flag had flagged goes back to `accepted`, and gets
         the vision job an accepted frame has if it has none."""
         found = find_copies(frame_ids, self.store, self.policy)
-        changes: dict[int, list[fraud.Flag]] = {}
-        for fid, flag in found.flags.items():
-            changes.setdefault(fid, []).append(flag)
+        changes: dict[int, lifecycle.FlagChange] = {}
+        for fid in set(found.flags) | set(found.cleared):
+            add = [found.flags[fid].as_json()] if fid in found.flags else []
+            replace = [f.as_json() for f in found.cleared.get(fid, {}).values()]
+            changes[fid] = lifecycle.FlagChange(add=add, replace=replace)
+            if fid in found.flags:
+                report.by_check[found.flags[fid].check] += 1
+        result = lifecycle.change_flags(changes, audited=True)
+        report.newly_flagged += len(result.flagged)
+        report.unflagged += len(result.cleared)
         now = timezone.now()
-        touched: set[int] = set()
-        unflagged: list[int] = []
-        flagged: list[int] = []
-        with transaction.atomic():
-            ids = set(changes) | set(found.cleared)
-            for fid, dev, flags, state in Frame.objects.filter(pk__in=ids).values_list(
-                "id", "device_id", "flags", "state"
-            ):
-                merged = fraud.merge_flags(
-                    [f for f in flags or [] if f.get("check") not in found.cleared.get(fid, {})],
-                    [*changes.get(fid, []), *found.cleared.get(fid, {}).values()],
-                )
-                score = fraud.fraud_score(merged)
-                new_state = state
-                if score >= self.policy.flag_score and state != Frame.State.FLAGGED:
-                    new_state = Frame.State.FLAGGED
-                    report.newly_flagged += 1
-                    flagged.append(fid)
-                elif (
-                    score < self.policy.flag_score
-                    and state == Frame.State.FLAGGED
-                    and fraud.fraud_score(flags or []) >= self.policy.flag_score
-                ):  # flagged by the flag just cleared (not by hand): accepted again
-                    new_state = Frame.State.ACCEPTED
-                    unflagged.append(fid)
-                report.by_check.update(f.check for f in changes.get(fid, []))
-                Frame.objects.filter(pk=fid).update(
-                    flags=merged, fraud_score=score, state=new_state, audited_at=now
-                )
-                touched.add(dev)
-            _drop_pending_vision_jobs(flagged)
-            VisionJob.objects.bulk_create(
-                [VisionJob(frame_id=fid) for fid in unflagged], ignore_conflicts=True
-            )
-            report.unflagged += len(unflagged)
-            for device in Device.objects.filter(pk__in=touched):
-                self.update_trust(device, now)
+        touched = set(
+            Frame.objects.filter(pk__in=list(changes)).values_list("device_id", flat=True)
+        )
+        for device in Device.objects.filter(pk__in=touched):
+            self.update_trust(device, now)
 
     def audit_device(self, device: Device, report: AuditReport, *, full: bool = False) -> list[int]:
         """Audit one device's track; returns the ids of the frames it looked at anew."""
         rows = [
-            _Row(i, s, c.timestamp(), la, lo, sha, list(fl or []), st, a is not None)
-            for i, s, c, la, lo, sha, fl, st, a in Frame.objects.filter(device=device)
+            _Row(i, s, c.timestamp(), la, lo, list(fl or []), a is not None, chk is not None, *v)
+            for i, s, c, la, lo, fl, a, chk, *v in Frame.objects.filter(device=device)
             .order_by("captured_at", "seq")
-            .values_list(
-                "id",
-                "seq",
-                "captured_at",
-                "lat",
-                "lon",
-                "image_sha256",
-                "flags",
-                "state",
-                "audited_at",
-            )
+            .values_list(*ROW_FIELDS)
         ]
         pol = self.policy
         points = [r.point for r in rows]
-        greys = _GreyCache(self.store)
         new_by_row: dict[int, list[fraud.Flag]] = {}
-        yaw: list[float | None] = [None] * len(rows)
+        yaw: list[float | None] = [
+            r.visual_yaw if i and r.checked and r.visual_prev == rows[i - 1].id else None
+            for i, r in enumerate(rows)
+        ]
         jumps: dict[int, fraud.Flag] = {}
         still: dict[int, list[fraud.Flag]] = {}
+        # the frames looked at anew: not audited yet, and their image checks done
+        fresh = [i for i, r in enumerate(rows) if r.checked and (full or not r.audited)]
+        fresh_set = set(fresh)
         start = 0
         for i, row in enumerate(rows):
             jumps.update((i, f) for f in _stored_jumps(row.flags))
-            if row.audited and not full:
+            if i not in fresh_set:
                 continue
             while rows[start].t < row.t - pol.clone_window_s:
                 start += 1
@@ -181,7 +176,7 @@ class Auditor:
                 for j in range(max(0, i - run + 1), i):
                     new_by_row.setdefault(j, []).extend(stationary)
             if self.visual:
-                still[i] = self._visual(rows, i, greys, yaw)
+                still[i] = self._visual(rows, i)
             new_by_row.setdefault(i, []).extend(new)
         for j, flags in _still_runs(points, still, pol).items():
             new_by_row.setdefault(j, []).extend(flags)
@@ -191,7 +186,6 @@ class Auditor:
             tracks.check_novelty(points, pol),
             tracks.check_clone_period(points, cloned, pol),
         ]
-        fresh = [i for i, r in enumerate(rows) if full or not r.audited]
         if self.visual:
             track_level.append(tracks.check_visual_turns(points, yaw, pol))
             if fresh:
@@ -199,66 +193,63 @@ class Auditor:
         for by_index in track_level:
             for j, flag in by_index.items():
                 new_by_row.setdefault(j, []).append(flag)
-        now = timezone.now()
-        flagged: list[int] = []
+        changes = {
+            rows[j].id: lifecycle.FlagChange(add=[f.as_json() for f in new])
+            for j, new in new_by_row.items()
+            if new
+        }
+        for new in new_by_row.values():
+            report.by_check.update(f.check for f in new)
+        audited = [rows[i].id for i in fresh]
         with transaction.atomic():
-            for j, new in sorted(new_by_row.items()):
-                row = rows[j]
-                merged = fraud.merge_flags(row.flags, new)
-                report.by_check.update(f.check for f in new)
-                score = fraud.fraud_score(merged)
-                state = row.state
-                if score >= pol.flag_score and state != Frame.State.FLAGGED:
-                    state = Frame.State.FLAGGED
-                    report.newly_flagged += 1
-                    flagged.append(row.id)
-                Frame.objects.filter(pk=row.id).update(
-                    flags=merged, fraud_score=score, state=state, audited_at=now
-                )
-            _drop_pending_vision_jobs(flagged)
+            result = lifecycle.change_flags(changes, audited=audited)
+            lifecycle.mark_audited([fid for fid in audited if fid not in changes])
+            report.newly_flagged += len(result.flagged)
             report.frames += len(new_by_row)
-            self.update_trust(device, now)
-        return [rows[i].id for i in fresh]
+            self.update_trust(device, timezone.now())
+        return audited
 
     def _camera(self, rows: list[_Row], fresh: list[int]) -> dict[int, fraud.Flag]:
-        """The device-level camera check over its new frames and up to CAMERA_LOOKBACK before them."""
+        """The device-level camera check over its new frames and up to CAMERA_LOOKBACK before
+        them, on the thumbnails and facts the image-check job kept (no decode)."""
         lo = max(0, fresh[0] - CAMERA_LOOKBACK, len(rows) - CAMERA_MAX_FRAMES)
-        greys: list[np.ndarray] = []
-        for r in rows[lo:]:
-            try:
-                greys.append(reduced_grey(self.store.get(r.sha)))
-            except (KeyError, ImageDecodeError):
-                continue
-        points = [r.point for r in rows[lo:]]
-        flag = fraud.camera_fault(
-            camera_stats(greys), tracks.path_m(points, self.policy), self.policy
+        ids = [r.id for r in rows[lo:]]
+        kept = {
+            fid: (thumb, sharp, bright, high)
+            for fid, thumb, sharp, bright, high in Frame.objects.filter(
+                pk__in=ids, thumb__isnull=False
+            ).values_list(
+                "id", "thumb", "server_sharpness", "server_brightness", "server_highlights"
+            )
+        }
+        found = [kept[i] for i in ids if i in kept and kept[i][0] is not None]
+        stats = camera_stats(
+            [thumb_array(bytes(k[0] or b"")) for k in found],
+            [float(k[1] or 0.0) for k in found],
+            [float(k[2] or 0.0) for k in found],
+            [float(k[3] or 0.0) for k in found],
         )
+        points = [r.point for r in rows[lo:]]
+        flag = fraud.camera_fault(stats, tracks.path_m(points, self.policy), self.policy)
         if flag is None:
             return {}
         return dict.fromkeys(range(lo, len(rows)), flag)
 
-    def _visual(
-        self, rows: list[_Row], i: int, greys: _GreyCache, yaw: list[float | None]
-    ) -> list[fraud.Flag]:
-        """The motion the pictures show between this frame and the one before. The mean grey
-        difference is the fallback for pictures with too few trackable corners: a plain street
-        driven straight changes little on average while its corners visibly move."""
+    def _visual(self, rows: list[_Row], i: int) -> list[fraud.Flag]:
+        """The motion the image-check job measured between this frame and the one before.
+        The mean grey change is the fallback for pictures with too few trackable corners: a
+        plain street driven straight changes little on average while its corners visibly move."""
         pol = self.policy
-        grey = greys.get(rows[i].sha)
-        if grey is None:
+        row = rows[i]
+        if i == 0 or row.visual_prev != rows[i - 1].id or row.visual_flow is None:
             return []
-        new: list[fraud.Flag] = []
-        if i == 0 or rows[i].t - rows[i - 1].t > VISUAL_MAX_GAP_S:
-            return new
-        prev = greys.get(rows[i - 1].sha)
-        if prev is None:
-            return new
-        a, b = rows[i - 1].point, rows[i].point
-        motion = visual_motion(prev, grey)
-        yaw[i] = motion.yaw_deg
-        new += fraud.check_visual_flow(a, b, motion.flow, motion.points, pol)
-        if motion.points < pol.static_min_corners or motion.flow <= pol.static_max_flow:
-            new += fraud.check_visual_motion(a, b, fraud.image_change(prev, grey), pol)
+        a, b = rows[i - 1].point, row.point
+        points = row.visual_points or 0
+        new = fraud.check_visual_flow(a, b, row.visual_flow, points, pol)
+        if (points < pol.static_min_corners or row.visual_flow <= pol.static_max_flow) and (
+            row.visual_change is not None
+        ):
+            new += fraud.check_visual_motion(a, b, row.visual_change, pol)
         return new
 
     def update_trust(self, device: Device, now: datetime) -> None:
@@ -335,26 +326,6 @@ def _stored_jumps(flags: list[dict[str, object]]) -> list[fraud.Flag]:
                 )
             )
     return out
-
-
-class _GreyCache:
-    """Reduced grey decodes of a device's latest images (a frame is compared with the one before)."""
-
-    def __init__(self, store: ObjectStore, size: int = 8) -> None:
-        self.store = store
-        self.size = size
-        self.items: dict[str, np.ndarray | None] = {}
-
-    def get(self, sha: str) -> np.ndarray | None:
-        if sha not in self.items:
-            if len(self.items) >= self.size:
-                self.items.pop(next(iter(self.items)))
-            try:
-                self.items[sha] = reduced_grey(self.store.get(sha))
-            except (KeyError, ImageDecodeError):
-                logger.warning("image %s missing or unreadable; visual checks skipped", sha)
-                self.items[sha] = None
-        return self.items[sha]
 
 
 # -- uploads of another device's drive ---------------------------------------------------------
@@ -563,10 +534,3 @@ class _Features:
         if fa is None or fb is None:
             return CopyMatch(0, 0.0)
         return copy_match(fa[0], fb[0], fa[1], fb[1])
-
-
-def _drop_pending_vision_jobs(frame_ids: list[int]) -> None:
-    """Frames the audit flagged leave the vision queue (a job a worker already leased runs on;
-    the frame stays excluded from rewards either way)."""
-    if frame_ids:
-        VisionJob.objects.filter(frame_id__in=frame_ids, state=VisionJob.State.PENDING).delete()

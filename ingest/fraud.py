@@ -1,11 +1,12 @@
 """Fraud and plausibility checks: plain functions over track points and image facts.
 
 Each check returns `Flag` values (a check name, a score in 0..1, a sentence and the
-evidence numbers). A frame whose highest score reaches `FraudPolicy.flag_score` is stored
-as `flagged`: kept as evidence, excluded from rewards. The same functions run at the door
-(`ingest.intake`, against the frames already stored) and in the periodic audit
-(`ingest.audit`, over whole tracks, plus the image-vs-track check that needs two images);
-the checks over whole trips are in `ingest.tracks`.
+evidence numbers). A frame whose highest score reaches the lifecycle's flag score
+(`webapp.fleet.lifecycle.FLAG_SCORE`, the one place that rule is written) is `flagged`:
+kept as evidence, excluded from rewards. The track checks run at the door (`ingest.door`,
+against the frames already stored) and in the periodic audit (`ingest.audit`, over whole
+tracks); the checks on the pixels run in the image-check job (`ingest.image_checks`), which
+decodes each frame once; the checks over whole trips are in `ingest.tracks`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Check:
     LOW_NOVELTY = "low_novelty"
     DUPLICATE_DRIVE = "duplicate_drive"
     CAMERA_FAULT = "camera_fault"
+    UNDECODABLE_IMAGE = "undecodable_image"
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,6 @@ class FraudPolicy:
     camera_min_sharpness: float = 100.0
     camera_dark_brightness: float = 40.0  # median grey below this ...
     camera_dark_highlights: float = 80.0  # ... with its brightest pixels this dim: underexposed
-    flag_score: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -352,20 +353,3 @@ def camera_fault(stats: CameraStats, driven_m: float, policy: FraudPolicy) -> Fl
         "median_highlights": round(stats.highlights, 1),
     }
     return Flag(Check.CAMERA_FAULT, 0.6, "camera fault: " + "; ".join(problems), ev)
-
-
-def fraud_score(flags: Sequence[Flag | dict[str, Any]]) -> float:
-    scores = [f.score if isinstance(f, Flag) else float(f.get("score", 0.0)) for f in flags]
-    return max(scores, default=0.0)
-
-
-def merge_flags(existing: Sequence[dict[str, Any]], new: Sequence[Flag]) -> list[dict[str, Any]]:
-    """Existing flags plus new ones, one per check (the higher score wins)."""
-    by_check: dict[str, dict[str, Any]] = {}
-    for item in [*existing, *(f.as_json() for f in new)]:
-        if not isinstance(item, dict) or "check" not in item:
-            continue
-        old = by_check.get(item["check"])
-        if old is None or float(item.get("score", 0)) > float(old.get("score", 0)):
-            by_check[item["check"]] = item
-    return sorted(by_check.values(), key=lambda f: str(f["check"]))

@@ -32,6 +32,7 @@ class ImageFacts:
     phash: int  # unsigned 64-bit
     sharpness: float  # variance of the Laplacian on the reduced grey image
     brightness: float  # mean grey level 0..255
+    highlights: float = 0.0  # 99th percentile grey level
 
 
 _REDUCED_FLAGS = {
@@ -42,13 +43,26 @@ _REDUCED_FLAGS = {
 }
 
 
-def reduced_grey(jpeg: bytes, min_side: int = REDUCED_MIN_SIDE) -> np.ndarray:
+def reduced_grey(
+    jpeg: bytes,
+    min_side: int = REDUCED_MIN_SIDE,
+    *,
+    max_pixels: int = JPEG_MAX_SIDE**2,
+    max_pixels_per_byte: int = JPEG_MAX_SIDE**2,
+) -> np.ndarray:
     """The frame as a small uint8 grey array, via DCT-domain downscaling.
 
     The scale is the largest of 1/2, 1/4, 1/8 that keeps the short side >= `min_side`.
+    `max_pixels` and `max_pixels_per_byte` refuse a decompression bomb from its header
+    (the image-check job passes the door's limits).
     """
-    try:  # the size only: the limits are the door's (`ingest.jpeg` with the intake policy)
-        info = parse_header(jpeg, max_side=JPEG_MAX_SIDE, max_pixels=JPEG_MAX_SIDE**2)
+    try:
+        info = parse_header(
+            jpeg,
+            max_side=JPEG_MAX_SIDE,
+            max_pixels=max_pixels,
+            max_pixels_per_byte=max_pixels_per_byte,
+        )
     except JpegError as exc:
         raise ImageDecodeError(f"cannot decode the JPEG: {exc}") from exc
     scale = 1
@@ -69,7 +83,21 @@ def facts_of(grey: np.ndarray) -> ImageFacts:
     phash = int(str(imagehash.phash(Image.fromarray(grey))), 16)
     g = grey.astype(np.float32)
     lap = g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4 * g[1:-1, 1:-1]
-    return ImageFacts(phash=phash, sharpness=float(lap.var()), brightness=float(g.mean()))
+    return ImageFacts(
+        phash=phash,
+        sharpness=float(lap.var()),
+        brightness=float(g.mean()),
+        highlights=float(np.percentile(grey, 99)),
+    )
+
+
+def thumbnail(grey: np.ndarray) -> bytes:
+    """The 64x36 grey thumbnail (row-major uint8) the camera check compares across frames."""
+    return bytes(cv2.resize(grey, THUMB, interpolation=cv2.INTER_AREA).tobytes())
+
+
+def thumb_array(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, np.uint8).reshape(THUMB[1], THUMB[0])
 
 
 def image_facts(jpeg: bytes) -> ImageFacts:
@@ -241,18 +269,21 @@ STATIC_STD = 4.0
 STATIC_DARK_MEAN = 60.0
 
 
-def camera_stats(greys: list[np.ndarray]) -> CameraStats:
-    if not greys:
+def camera_stats(
+    thumbs: list[np.ndarray],
+    sharpness: list[float],
+    brightness: list[float],
+    highlights: list[float],
+) -> CameraStats:
+    """From what the image-check job kept of each frame: its thumbnail and facts."""
+    if not thumbs:
         return CameraStats(0, 0.0, 0.0, 0.0, 0.0)
-    thumbs = np.stack(
-        [cv2.resize(g, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32) for g in greys]
-    )
-    static_dark = (thumbs.std(axis=0) < STATIC_STD) & (thumbs.mean(axis=0) < STATIC_DARK_MEAN)
-    facts = [facts_of(g) for g in greys]
+    stack = np.stack([t.astype(np.float32) for t in thumbs])
+    static_dark = (stack.std(axis=0) < STATIC_STD) & (stack.mean(axis=0) < STATIC_DARK_MEAN)
     return CameraStats(
-        frames=len(greys),
+        frames=len(thumbs),
         static_dark_share=float(static_dark.mean()),
-        sharpness=float(np.median([f.sharpness for f in facts])),
-        brightness=float(np.median([f.brightness for f in facts])),
-        highlights=float(np.median([np.percentile(g, 99) for g in greys])),
+        sharpness=float(np.median(sharpness)),
+        brightness=float(np.median(brightness)),
+        highlights=float(np.median(highlights)),
     )

@@ -3,8 +3,12 @@
 A frame's JPEG is checked before anything decodes it: it must start with SOI, carry one
 baseline/progressive SOF with sane dimensions, and the pixel count must stay under a
 limit, so a small file that would decompress to gigapixels (a decompression bomb) is
-refused from its header alone. Only the header segments are read; entropy-coded data is
-never touched.
+refused from its header alone. So is a file that claims more pixels than its bytes can
+describe: Huffman-coded JPEG needs at least a bit per 8x8 block and component (a flat
+grey baseline frame reaches about 250 pixels a byte, a progressive one at most about
+twice that), so `MAX_PIXELS_PER_BYTE` leaves real frames a wide margin while a 600-byte
+file that claims 8192x4880 is refused. Only the header segments are read; entropy-coded
+data is never touched.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from ingest.reasons import IntakeReason
 MAX_SIDE = 8192
 MAX_PIXELS = 40_000_000  # 40 MP: a 4K dashcam is 8.3 MP
 MIN_SIDE = 16
+MAX_PIXELS_PER_BYTE = 1024
 
 # SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -45,7 +50,11 @@ class JpegInfo:
 
 
 def parse_header(
-    data: bytes, *, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS
+    data: bytes,
+    *,
+    max_side: int = MAX_SIDE,
+    max_pixels: int = MAX_PIXELS,
+    max_pixels_per_byte: int = MAX_PIXELS_PER_BYTE,
 ) -> JpegInfo:
     """Dimensions from the first SOF segment; JpegError(BAD_JPEG | IMAGE_TOO_LARGE) otherwise."""
     if len(data) < 4 or data[0] != 0xFF or data[1] != 0xD8:
@@ -74,7 +83,14 @@ def parse_header(
         if length < 2 or pos + length > end:
             raise JpegError(IntakeReason.BAD_JPEG, f"segment 0x{marker:02X} runs past the end")
         if marker in _SOF_MARKERS:
-            return _sof(data[pos + 2 : pos + length], marker, max_side, max_pixels)
+            info = _sof(data[pos + 2 : pos + length], marker, max_side, max_pixels)
+            if info.pixels > max_pixels_per_byte * len(data):
+                raise JpegError(
+                    IntakeReason.IMAGE_TOO_LARGE,
+                    f"{info.width}x{info.height} from {len(data)} bytes is more than"
+                    f" {max_pixels_per_byte} pixels a byte (a decompression bomb)",
+                )
+            return info
         pos += length
     raise JpegError(IntakeReason.BAD_JPEG, "no frame header (SOF) found")
 

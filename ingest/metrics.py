@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
-    from ingest.intake import Outcome
+    from ingest.door import Outcome
 
 FRAMES_ACCEPTED = Counter("roadmesh_frames_accepted_total", "Frames stored")
 FRAMES_FLAGGED = Counter(
@@ -35,7 +35,10 @@ BATCH_SECONDS = Histogram(
     "Time to verify, store and commit one batch",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
-VISION_QUEUE_DEPTH = Gauge("roadmesh_vision_jobs_pending", "Vision jobs waiting for a worker")
+IMAGE_CHECK_QUEUE_DEPTH = Gauge(
+    "roadmesh_image_check_jobs_pending", "Devices whose frames wait for their image checks"
+)
+RECEIPTS = Counter("roadmesh_receipts_published_total", "Signed receipts published to devices")
 INBOX_DEPTH = Gauge(
     "roadmesh_ingest_inbox_messages", "Messages received and not yet committed by this worker"
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ingest.fraud import FraudPolicy
-from ingest.jpeg import MAX_PIXELS, MAX_SIDE
+from ingest.jpeg import MAX_PIXELS, MAX_PIXELS_PER_BYTE, MAX_SIDE
 from webapp.config import env_int
 
 
@@ -15,6 +15,7 @@ class IntakePolicy:
     max_age_s: int = 365 * 86400  # an outbox may hold frames for months offline
     max_side: int = MAX_SIDE
     max_pixels: int = MAX_PIXELS
+    max_pixels_per_byte: int = MAX_PIXELS_PER_BYTE
     fraud: FraudPolicy = field(default_factory=FraudPolicy)
 
     @classmethod
@@ -25,5 +26,8 @@ class IntakePolicy:
             max_side=env_int("INGEST_MAX_IMAGE_SIDE", MAX_SIDE, minimum=64, maximum=65535),
             max_pixels=env_int(
                 "INGEST_MAX_IMAGE_PIXELS", MAX_PIXELS, minimum=4096, maximum=400_000_000
+            ),
+            max_pixels_per_byte=env_int(
+                "INGEST_MAX_PIXELS_PER_BYTE", MAX_PIXELS_PER_BYTE, minimum=64, maximum=65536
             ),
         )

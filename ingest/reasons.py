@@ -12,6 +12,6 @@ class IntakeReason(enum.StrEnum):
     UNSUPPORTED_CHANNEL = "unsupported_channel"
     BAD_JPEG = "bad_jpeg"  # no SOI/EOI, no SOF, odd components, truncated segments
     IMAGE_TOO_LARGE = "image_too_large"  # header dimensions past the limit (decompression bomb)
-    UNDECODABLE_IMAGE = "undecodable_image"  # header fine, reduced decode failed
     TIMESTAMP_FUTURE = "timestamp_future"  # captured later than now + clock skew allowance
     TIMESTAMP_STALE = "timestamp_stale"  # captured longer ago than the maximum frame age
+    INTERNAL_ERROR = "internal_error"  # the server failed to commit it (a bug): retry later

@@ -1,17 +1,19 @@
-"""The ingest worker process: MQTT v5 shared subscription -> batches -> FrameIntake -> manual ack.
+"""The ingest worker process: MQTT v5 shared subscription -> batches -> the door -> receipts -> ack.
 
 The no-loss rule: a message is acknowledged only after the transaction holding its row
 (or its rejection record) committed. paho's network thread only queues messages and hands
-each to the prepare threads (`FrameIntake.prepare`: decode, signature against a cached
-device key, JPEG header, reduced decode), so the next batch is prepared while the current
-one commits; the worker thread takes up to `batch_size` of them in the order received
+each to the prepare threads (`Door.prepare`: envelope, signature against a cached device
+key, JPEG header; no image decode), so the next batch is prepared while the current one
+commits; the worker thread takes up to `batch_size` of them in the order received
 (waiting at most `batch_wait_ms` for a batch to fill), commits the batch in one
-transaction and then acks every message of the batch, in the order received. If anything fails, nothing of the
-batch is acknowledged and the worker exits non-zero; the messages stay in the broker
-session of this client id and come again when a worker with the same
-ROADMESH_INGEST_CLIENT_ID reconnects (clean_start=False, session expiry one week).
-Storing is idempotent on (device, seq) and on the image SHA-256, so the second copy of
-a message that had committed but not been acked is recognised as a duplicate.
+transaction, publishes a signed receipt to each device of the batch, and then acks every
+message of the batch, in the order received. If the infrastructure fails (database,
+image store), nothing of the batch is acknowledged and the worker exits non-zero; the
+messages stay in the broker session of this client id and come again when a worker with
+the same ROADMESH_INGEST_CLIENT_ID reconnects (clean_start=False, session expiry one
+week). Storing is idempotent on (device, seq) and on the image SHA-256, so the second
+copy of a message that had committed but not been acked is recognised as a duplicate,
+and named again in a receipt.
 """
 
 from __future__ import annotations
@@ -29,23 +31,23 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from django.db import OperationalError, close_old_connections, transaction
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.db import close_old_connections
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 import protocol
+from broker import INGEST_USER
 from ingest import metrics
-from ingest.batch import commit_batch
-from ingest.broker import INGEST_USER
-from ingest.intake import FrameIntake, Outcome, Prepared
+from ingest.door import Door, Outcome, Prepared
+from ingest.receipts import signed_receipts
 from webapp.config import SettingsError, env_int, env_path, env_str
 
 logger = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
 QUEUE_DEPTH_EVERY_S = 5.0
-DB_RETRIES = 3
 PLAIN_SUBSCRIPTION = "none"  # ROADMESH_INGEST_GROUP=none: one worker, plain persistent subscription
 
 
@@ -93,7 +95,7 @@ class IngestSettings:
             port=env_int("MQTT_PORT", 1883, minimum=1, maximum=65535),
             username=env_str("MQTT_USERNAME", INGEST_USER),
             password=password,
-            client_id=env_str("INGEST_CLIENT_ID", f"ingest-{socket.gethostname()}-0"),
+            client_id=_client_id(env_str("INGEST_CLIENT_ID", f"ingest_{socket.gethostname()}_0")),
             group=env_str("INGEST_GROUP", protocol.INGEST_SHARE_GROUP),
             tls_ca=Path(tls_ca) if tls_ca else None,
             keepalive_s=env_int("MQTT_KEEPALIVE", 30, minimum=5, maximum=3600),
@@ -108,12 +110,26 @@ class IngestSettings:
         )
 
 
-class IngestWorker:
-    CHANNELS = (protocol.Channel.FRAMES, protocol.Channel.STATUS, protocol.Channel.TELEMETRY)
+def _client_id(value: str) -> str:
+    """A worker's client id must never be one a device could log in with (a device's login
+    is bound to its device id): it must not be a valid device id, e.g. `ingest_host_0`."""
+    if protocol.is_valid_device_id(value):
+        raise SettingsError(
+            f"ROADMESH_INGEST_CLIENT_ID={value!r} could be a device id; use a name with"
+            " an underscore, e.g. ingest_host_0"
+        )
+    if not value or len(value) > 128:
+        raise SettingsError(f"ROADMESH_INGEST_CLIENT_ID={value!r} must be 1..128 characters")
+    return value
 
-    def __init__(self, settings: IngestSettings, intake: FrameIntake) -> None:
+
+class IngestWorker:
+    CHANNELS = protocol.topics.DEVICE_TO_SERVER
+
+    def __init__(self, settings: IngestSettings, door: Door, server_key: Ed25519PrivateKey) -> None:
         self.settings = settings
-        self.intake = intake
+        self.door = door
+        self.server_key = server_key
         self.counts: dict[str, int] = {"stored": 0, "duplicate": 0, "rejected": 0, "ignored": 0}
         self.fatal: BaseException | None = None
         self.subscribed = threading.Event()
@@ -183,7 +199,7 @@ class IngestWorker:
             logger.warning("disconnected from broker (%s); reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self.inbox.put((msg, self.pool.submit(self.intake.prepare, msg.topic, bytes(msg.payload))))
+        self.inbox.put((msg, self.pool.submit(self.door.prepare, msg.topic, bytes(msg.payload))))
 
     def _fail(self, exc: BaseException) -> None:
         if self.fatal is None:
@@ -208,26 +224,14 @@ class IngestWorker:
         return batch
 
     def process(self, batch: list[tuple[mqtt.MQTTMessage, Future[Prepared]]]) -> list[Outcome]:
-        """Commit the batch in one transaction, then ack each message in order."""
+        """Commit the batch, publish its receipts, then ack each message in order."""
         started = time.perf_counter()
         prepared = [future.result() for _, future in batch]
         close_old_connections()
-        for attempt in range(1, DB_RETRIES + 1):
-            try:
-                with transaction.atomic():
-                    outcomes = commit_batch(self.intake, prepared)
-                    self.intake.flush_device_updates()
-                break
-            except (
-                OperationalError
-            ) as exc:  # deadlock / serialization failure: the batch rolled back
-                self.intake.discard_device_updates()
-                if attempt == DB_RETRIES or not _retryable(exc):
-                    raise
-                logger.warning(
-                    "batch rolled back (%s); retry %d", str(exc).splitlines()[0], attempt
-                )
-                time.sleep(0.05 * attempt)
+        outcomes = self.door.commit(prepared)
+        for topic, payload in signed_receipts(outcomes, self.server_key):
+            self.client.publish(topic, payload, qos=1)
+            metrics.RECEIPTS.inc()
         for (msg, _), outcome in zip(batch, outcomes, strict=True):
             metrics.record(outcome)
             self.counts[outcome.status] += 1
@@ -238,11 +242,10 @@ class IngestWorker:
         return outcomes
 
     def _update_queue_depth(self) -> None:
-        from webapp.fleet.models import VisionJob
+        from webapp.fleet.lifecycle import IMAGE_CHECK
+        from webapp.jobs import queue as jobs
 
-        metrics.VISION_QUEUE_DEPTH.set(
-            VisionJob.objects.filter(state=VisionJob.State.PENDING).count()
-        )
+        metrics.IMAGE_CHECK_QUEUE_DEPTH.set(jobs.depth(IMAGE_CHECK))
 
     def run(self) -> None:
         props = Properties(PacketTypes.CONNECT)
@@ -283,7 +286,7 @@ class IngestWorker:
                     try:
                         self._update_queue_depth()
                     except Exception:  # a metric must never stop ingest
-                        logger.exception("could not read the vision queue depth")
+                        logger.exception("could not read the image-check queue depth")
         finally:
             self.client.disconnect()
             self.client.loop_stop()
@@ -322,22 +325,19 @@ class IngestWorker:
         }
 
 
-def _retryable(exc: OperationalError) -> bool:
-    text = str(exc).lower()
-    return "deadlock" in text or "could not serialize" in text or "database is locked" in text
-
-
 def run_worker() -> int:
     """Entry point used by `roadmesh ingest run` (Django must be set up by the caller)."""
     from django.conf import settings as django_settings
 
     from ingest.health import serve_metrics
     from ingest.policy import IntakePolicy
-    from ingest.store import store_from_env
+    from webapp import serverkey
+    from webapp.images import store_for
 
     settings = IngestSettings.from_env()
-    intake = FrameIntake(store_from_env(django_settings.PATHS.image_dir), IntakePolicy.from_env())
-    worker = IngestWorker(settings, intake)
+    server = django_settings.SERVER
+    door = Door(store_for(server), IntakePolicy.from_env())
+    worker = IngestWorker(settings, door, serverkey.server_key(server.server_key_file))
 
     def _stop(signum: int, frame: Any) -> None:
         logger.info("signal %d: draining and stopping", signum)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "device": "roadmesh.device",
     "edge": "edge.cli",
+    "broker": "webapp.cli_broker",
     "ingest": "ingest.cli",
     "web": "webapp.cli",
     "sim": "sim.cli",
@@ -27,7 +28,11 @@ COMMANDS: dict[str, str] = {
 
 
 class CommandError(Exception):
-    """A fatal user-facing error; `main` prints it and exits with `exit_code`."""
+    """A fatal user-facing error; `main` prints it and exits with `exit_code`.
+
+    Each package's commands raise their own (edge.cli.CommandError ...), so no package
+    imports this dispatcher: `main` treats any exception carrying an integer `exit_code`
+    the same way."""
 
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)
@@ -69,12 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(func(args) or 0)
-    except CommandError as exc:
-        print(f"roadmesh: error: {exc}", file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        code = getattr(exc, "exit_code", None)
+        if isinstance(code, int) and not isinstance(code, bool):
+            print(f"roadmesh: error: {exc}", file=sys.stderr)
+            return code
         # Database errors name what to do; anything else keeps its traceback.
         if type(exc).__module__.startswith("django.db"):
             print(

@@ -1,10 +1,11 @@
 """`roadmesh demo`: the whole system on its embedded defaults, driven by a simulated fleet.
 
-Starts Mosquitto (generated config), migrates a SQLite database, starts an ingest worker
-and the web server; renders a small simulated fleet over the sample world (honest and
-adversarial drivers); provisions each device and replays its recorded drive (MP4 + NMEA)
-through the real edge pipeline (sampling, privacy, signing, outbox, MQTT); then serves the
-map and API until Ctrl-C.
+Starts Mosquitto (generated config), migrates a SQLite database, starts an ingest worker,
+an image-check worker and the web server; renders a small simulated fleet over the sample
+world (honest and adversarial drivers); provisions each device and replays its recorded
+drive (MP4 + NMEA) through the real edge pipeline (sampling, privacy, signing, outbox,
+MQTT, receipts); waits for the image checks, runs the fraud audit; then serves the map and
+API until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def world_bbox() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ingest.broker import BrokerError
+    from broker import BrokerError
     from roadmesh.stack import LocalStack, StackError
 
     if args.devices < 1 or args.minutes <= 0:
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     stack = LocalStack(run_dir=run_dir, mqtt_port=args.mqtt_port, web_port=args.port)
     started = time.monotonic()
     try:
-        step("starting Mosquitto, an ingest worker and the web server")
+        step("starting Mosquitto, an ingest worker, an image-check worker and the web server")
         stack.start()
         step(
             f"broker on 127.0.0.1:{args.mqtt_port}, database {run_dir / 'data' / 'roadmesh.sqlite3'}"
@@ -92,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
         for line in result.stdout.strip().splitlines()[-2:]:
             step(f"  {line}")
         drive_fleet(stack, fleet_dir)
-        time.sleep(1.0)
+        stack.wait_image_checked(timeout=600)
+        audit = stack.roadmesh("ingest", "audit", timeout=1800)
+        step(f"fraud audit: {audit.stdout.strip()}")
         stats = stack.stats()
         bbox = world_bbox()
         n = len(stack.get_json(f"/api/v1/frames?bbox={bbox}&limit=10000")["features"])

@@ -1,7 +1,10 @@
-"""The whole server side on one machine, as processes: broker, ingest workers, web server.
+"""The whole server side on one machine, as processes: broker, ingest workers, image-check
+worker, web server.
 
 `make demo` and the end-to-end tests both drive this class, through the same `roadmesh`
-commands an operator would type, so the demo and the tests exercise the real path.
+commands an operator would type (`roadmesh broker run` supervises Mosquitto; devices are
+provisioned with `roadmesh device provision`), so the demo and the tests exercise the
+real path.
 """
 
 from __future__ import annotations
@@ -11,37 +14,19 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.broker import (
-    Broker,
-    BrokerConfig,
-    BrokerError,
-    DeviceHold,
-    check_traversable,
-    free_port,
-    wait_for_port,
-)
+from broker import BrokerConfig, free_port, wait_for_port
+from broker.config import remove_state
+from broker.process import running_pid
 
 
 class StackError(RuntimeError):
     pass
-
-
-def broker_dir_under(run_dir: Path) -> Path:
-    """run_dir/broker, unless (as root) the `mosquitto` user could not reach it: then /tmp."""
-    try:
-        check_traversable(run_dir)
-    except BrokerError:
-        fallback = Path(tempfile.mkdtemp(prefix="roadmesh-broker-"))
-        fallback.chmod(0o711)
-        return fallback / "broker"
-    return run_dir / "broker"
 
 
 @dataclass
@@ -50,18 +35,12 @@ class LocalStack:
     database_url: str = ""  # empty: SQLite under run_dir/data
     mqtt_port: int = field(default_factory=free_port)
     web_port: int = field(default_factory=free_port)
-    # Devices are held off at every broker (re)start until an ingest worker subscribed
-    # (ingest.broker.DeviceHold); 0 turns the hold off.
-    hold_s: float = 60.0
-    broker: Broker | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.run_dir = self.run_dir.resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.broker_config = BrokerConfig(
-            run_dir=broker_dir_under(self.run_dir), port=self.mqtt_port
-        )
+        self.broker_config = BrokerConfig(run_dir=self.run_dir / "broker", port=self.mqtt_port)
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
 
     # -- environment and commands -------------------------------------------------------
@@ -73,6 +52,7 @@ class LocalStack:
                 "ROADMESH_MQTT_HOST": "127.0.0.1",
                 "ROADMESH_MQTT_PORT": str(self.mqtt_port),
                 "ROADMESH_MQTT_PASSWORD_FILE": str(self.broker_config.run_dir / "ingest.secret"),
+                "ROADMESH_BROKER_DIR": str(self.broker_config.run_dir),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -118,10 +98,9 @@ class LocalStack:
 
     # -- lifecycle ----------------------------------------------------------------------
     def prepare(self) -> None:
-        """Schema and broker config (with a fresh ingest login)."""
+        """Schema and broker config (with fresh service logins)."""
         self.roadmesh("web", "migrate")
         self.roadmesh(
-            "ingest",
             "broker",
             "init",
             "--run-dir",
@@ -131,31 +110,50 @@ class LocalStack:
         )
 
     def start_broker(self) -> None:
-        hold = DeviceHold(timeout_s=self.hold_s) if self.hold_s > 0 else None
-        self.broker = Broker(self.broker_config, hold)
-        self.broker.start()
+        """`roadmesh broker run` (it writes every registered device's login, then supervises
+        Mosquitto); waits until Mosquitto listens."""
+        before = self.log("broker").count("running on")
+        self.spawn("broker", "broker", "run", "--run-dir", str(self.broker_config.run_dir))
+        self.wait_for(
+            lambda: self.log("broker").count("running on") > before, 30, "the broker to start"
+        )
+        if not wait_for_port("127.0.0.1", self.mqtt_port, 10):
+            raise StackError(f"the broker does not listen:\n{self.log('broker')}")
 
-    def wait_devices_let_in(self, timeout: float = 60) -> None:
-        """Wait until the broker's device hold ended (an ingest worker subscribed)."""
-        if self.broker is not None:
-            self.wait_for(self.broker.released.is_set, timeout, "the broker to let devices in")
+    def stop_broker(self) -> None:
+        """SIGTERM to the wrapper: Mosquitto saves its persistence file and stops."""
+        self.stop_process("broker")
+
+    def kill_broker(self) -> None:
+        """SIGKILL Mosquitto itself, as in a crash or a power cut: nothing saved since its last
+        autosave. Its wrapper then exits too (it reports the crash)."""
+        pid = running_pid(self.broker_config)
+        if pid is None:
+            raise StackError("the broker is not running")
+        os.kill(pid, signal.SIGKILL)
+        proc = self.processes.pop("broker", None)
+        if proc is not None:
+            proc.wait(15)
+
+    def restart_broker(self, down_s: float = 1.0, *, crash: bool = False) -> None:
+        """Stop the broker (or kill it, `crash`), wait, start it again on the same port."""
+        self.kill_broker() if crash else self.stop_broker()
+        time.sleep(down_s)
+        self.start_broker()
 
     def start_ingest(self, index: int = 0) -> subprocess.Popen[bytes]:
-        name = f"ingest-{index}"
-        return self.spawn(
-            name, "-v", "ingest", "run", ROADMESH_INGEST_CLIENT_ID=f"ingest-test-{index}"
-        )
+        return self.start_ingest_worker(index, wait=False)
 
     def start_ingest_worker(
         self, index: int, wait: bool = True, **extra_env: str
     ) -> subprocess.Popen[bytes]:
-        """One more `roadmesh ingest run` with client id ingest-test-<index>; waits until it consumes.
+        """One more `roadmesh ingest run` with client id ingest_test_<index>; waits until it consumes.
 
         Restarting a worker with the same index reuses its client id, hence its broker
         session and the messages still unacknowledged in it.
         """
         name = f"ingest-{index}"
-        env = {"ROADMESH_INGEST_CLIENT_ID": f"ingest-test-{index}", **extra_env}
+        env = {"ROADMESH_INGEST_CLIENT_ID": f"ingest_test_{index}", **extra_env}
         before = self.log(name).count("consuming")
         proc = self.spawn(name, "-v", "ingest", "run", **env)
         if wait:
@@ -164,24 +162,16 @@ class LocalStack:
             )
         return proc
 
+    def start_checks(self, index: int = 0) -> subprocess.Popen[bytes]:
+        """An image-check worker (`roadmesh ingest checks`): frames leave `pending`."""
+        return self.spawn(f"checks-{index}", "-v", "ingest", "checks")
+
     def kill_process(self, name: str) -> None:
         """SIGKILL, as in a crash: no drain, no disconnect."""
         proc = self.processes.pop(name, None)
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
-
-    def restart_broker(self, down_s: float = 1.0) -> None:
-        """Stop Mosquitto (it saves its persistence file), wait, start it again on the same port.
-
-        With the hold on (the default), devices are refused until an ingest worker has
-        subscribed again; they retry with backoff and keep their frames in their outbox.
-        """
-        if self.broker is None:
-            raise StackError("the broker is not running")
-        self.broker.stop()
-        time.sleep(down_s)
-        self.broker.start()
 
     def start_web(self) -> None:
         self.spawn("web", "web", "serve", "--port", str(self.web_port))
@@ -192,9 +182,9 @@ class LocalStack:
         self.prepare()
         self.start_broker()
         self.start_ingest()
+        self.start_checks()
         self.start_web()
         self.wait_for(lambda: "consuming" in self.log("ingest-0"), 30, "ingest worker to subscribe")
-        self.wait_devices_let_in(30)
 
     def stop_process(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
         proc = self.processes.pop(name, None)
@@ -209,9 +199,10 @@ class LocalStack:
 
     def stop(self) -> None:
         for name in list(self.processes):
-            self.stop_process(name)
-        if self.broker is not None:
-            self.broker.stop()
+            if name != "broker":
+                self.stop_process(name)
+        self.stop_broker()
+        remove_state(self.broker_config)
 
     # -- devices and data ---------------------------------------------------------------
     def provision(self, device_id: str, owner: str = "driver1") -> Path:
@@ -228,10 +219,7 @@ class LocalStack:
             str(device_dir),
             "--mqtt-port",
             str(self.mqtt_port),
-            "--broker-dir",
-            str(self.broker_config.run_dir),
         )
-        time.sleep(0.3)  # the broker re-reads its password file on SIGHUP
         return device_dir
 
     def replay(
@@ -268,8 +256,8 @@ class LocalStack:
 
     @staticmethod
     def is_service(name: str) -> bool:
-        """Ingest workers and the web server must keep running; clients (edge ...) may end."""
-        return name == "web" or name.startswith("ingest-")
+        """The broker, workers and web server must keep running; clients (edge ...) may end."""
+        return name in ("web", "broker") or name.startswith(("ingest-", "checks-"))
 
     def wait_for(self, condition: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -286,6 +274,11 @@ class LocalStack:
 
     def wait_for_frames(self, n: int, timeout: float = 60) -> dict[str, Any]:
         self.wait_for(lambda: self.stats()["frames"] >= n, timeout, f"{n} frames")
+        return self.stats()
+
+    def wait_image_checked(self, timeout: float = 120) -> dict[str, Any]:
+        """Until no stored frame is pending (the image-check worker caught up)."""
+        self.wait_for(lambda: self.stats()["frames_pending"] == 0, timeout, "the image checks")
         return self.stats()
 
     # -- edge end-to-end helpers ----------------------------------------------------------

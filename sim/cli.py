@@ -12,10 +12,54 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 
-def _error(msg: str) -> Exception:
-    from roadmesh.cli import CommandError
+class CommandError(Exception):
+    """A fatal user error of a sim command: `roadmesh` prints it and exits with `exit_code`."""
 
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _error(msg: str) -> Exception:
     return CommandError(msg)
+
+
+LIVE_S = 120.0  # length of the simulator's live drive (`roadmesh sim live`)
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    """The simulator's live drive through the real edge runner, plugged into its `LiveEvents`
+    seam from outside: the edge never imports the simulator."""
+    from datetime import timedelta
+
+    from edge.cli import _identity, _settings, print_summary
+    from edge.gnss_sources import FeedSource
+    from edge.run import EdgeRunner
+    from edge.uplink import UplinkError
+    from sim.drive import DriveSpec, LiveDrive
+    from vision.privacy import PrivacyError
+
+    device_dir = Path(args.device_dir).expanduser()
+    settings = _settings(device_dir, args.config)
+    identity, key = _identity(device_dir)
+    start = _parse_start(args.start) or datetime.now(UTC) - timedelta(seconds=args.seconds)
+    live = LiveDrive(
+        DriveSpec(
+            device_id=identity.device_id, seed=args.seed, start_utc=start, duration_s=args.seconds
+        )
+    )
+    try:
+        runner = EdgeRunner(settings, identity, key, device_dir)
+    except (UplinkError, PrivacyError) as exc:
+        raise _error(str(exc)) from None
+    print(
+        f"{identity.device_id}: running the simulator's live drive (seed {args.seed}, "
+        f"{args.seconds:g} s from {start.isoformat()}), broker {identity.mqtt.host}:{identity.mqtt.port}",
+        flush=True,
+    )
+    runner.run(None, FeedSource(), live)
+    print_summary(runner)
+    return 0
 
 
 def _world_dir(args: argparse.Namespace) -> Path | None:
@@ -227,7 +271,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("--minutes", type=float, default=1.0)
     q.add_argument("--seed", type=int, default=1)
     q.add_argument("--device-id", default="sim-device-1")
-    q.add_argument("--start", help="UTC start of the first frame (ISO 8601), default from the seed")
+    q.add_argument(
+        "--start",
+        help="UTC start of the first frame (ISO 8601); default yesterday morning (from the seed)",
+    )
     q.add_argument("--fps", type=float, default=5.0)
     q.add_argument("--resolution", default="720p")
     q.add_argument("--hfov", type=float, default=120.0)
@@ -235,6 +282,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("--light", default="day")
     common_world(q)
     q.set_defaults(func=cmd_drive)
+
+    q = s.add_parser(
+        "live", help="run a device's edge pipeline on the simulator's live drive (camera + GNSS)"
+    )
+    q.add_argument("--device-dir", default="~/.roadmesh/device", help="the device's key and login")
+    q.add_argument("--config", type=Path, help="edge settings file (default DEVICE_DIR/edge.toml)")
+    q.add_argument("--seed", type=int, default=1)
+    q.add_argument("--seconds", type=float, default=LIVE_S, help="length of the drive")
+    q.add_argument("--start", help="UTC start (ISO 8601); default: the drive ends now")
+    q.set_defaults(func=cmd_live)
 
     q = s.add_parser("dataset", help="write a YOLO dataset of rendered frames")
     q.add_argument("--images", type=int, required=True)

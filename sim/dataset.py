@@ -20,15 +20,15 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from sim.camera import Intrinsics, Pose
 from sim.conditions import CameraFaults
 from sim.drive import WorldContext, load_context
 from sim.features import CLASS_ID, CLASS_NAMES, FEATURE_CLASSES, SHAPES, MapFeature, shape_key
-from sim.geo import bearing_deg
 from sim.polyline import at_distance, right_normal
 from sim.render import Label, Renderer
 from sim.scene import Actors, Car, Pedestrian, random_car, random_person
 from sim.world import LANE_WIDTH_M
+from vision.camera import Intrinsics, Pose
+from vision.geo import bearing_deg
 
 logger = logging.getLogger(__name__)
 LIGHTS = ("day", "day", "day", "overcast", "dusk", "night", "glare")

@@ -23,15 +23,15 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from sim.camera import Intrinsics, Pose
 from sim.conditions import CameraFaults
 from sim.features import MapFeature, load_features
-from sim.geo import LocalFrame
 from sim.gnss import Fixes, GnssModel, fix_times, gpx_document, nmea_lines, simulate
 from sim.render import Label, Renderer
 from sim.route import Trajectory, build_path, camera_attitude, drive, parked, plan_nodes
 from sim.scene import Actors, StaticScene, build_static_scene, populate_along
 from sim.world import ATTRIBUTION, World, default_world_dir
+from vision.camera import Intrinsics, Pose
+from vision.geo import LocalFrame
 
 logger = logging.getLogger(__name__)
 FloatArray = NDArray[np.float64]
@@ -540,9 +540,18 @@ class LiveDrive:
             yield "nmea", ts, s
 
 
-def default_start(seed: int) -> datetime:
-    """A deterministic start time for a seed: a June weekday morning (UTC)."""
+def default_start(seed: int, today: datetime | None = None) -> datetime:
+    """A start time for a seed: yesterday morning (UTC) at a time of day the seed picks.
+
+    Recent, so a recorded drive replayed through the edge is inside the server's time
+    window (it refuses frames over a year old); the same for every run on the same day."""
     rng = np.random.default_rng([seed, 77])
-    return datetime(2025, 6, 2, 6, 30, tzinfo=UTC) + timedelta(
-        seconds=int(rng.integers(0, 3600)), milliseconds=int(rng.integers(0, 1000))
+    day = (today or datetime.now(UTC)).astimezone(UTC).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    ) - timedelta(days=1)
+    return day + timedelta(
+        hours=6,
+        minutes=30,
+        seconds=int(rng.integers(0, 3600)),
+        milliseconds=int(rng.integers(0, 1000)),
     )

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
-from sim.geo import bearing_deg, bearing_vector
 from sim.polyline import at_distance, right_normal
 from sim.world import ATTRIBUTION, World
+from vision.geo import bearing_deg, bearing_vector
 
 SPEED_VALUES = (30, 40, 50, 60)
 FEATURE_CLASSES = (

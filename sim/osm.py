@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from sim.geo import LocalFrame
 from sim.world import Building, Road, World
+from vision.geo import LocalFrame
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from sim.camera import Intrinsics, Pose
 from sim.conditions import (
     CONDITIONS,
     CameraFaults,
@@ -36,6 +35,7 @@ from sim.conditions import (
 from sim.features import MapFeature
 from sim.scene import GROUND, Actors, Car, Pedestrian, StaticScene
 from sim.sprites import Image, SpriteBank, light_offset, light_state, pick_mip
+from vision.camera import Intrinsics, Pose
 
 FloatArray = NDArray[np.float64]
 SHIFT = 2

@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
-from sim.geo import LocalFrame
+from vision.geo import LocalFrame
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from roadmesh.cli import CommandError
+
+class CommandError(Exception):
+    """A fatal user error of a vision command: `roadmesh` prints it and exits with `exit_code`."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -68,9 +68,15 @@ def _chain_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _fail(message: str) -> Exception:
-    from roadmesh.cli import CommandError
+class CommandError(Exception):
+    """A fatal user error of a rewards command: `roadmesh` prints it and exits with `exit_code`."""
 
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _fail(message: str) -> Exception:
     return CommandError(message)
 
 

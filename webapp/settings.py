@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
 
-from webapp.config import ServerPaths, env_bool, env_path, env_str
+from webapp.config import ServerSettings, env_bool, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent
-PATHS = ServerPaths.from_env()
+SERVER = ServerSettings.from_env()
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY", "insecure-dev-key-change-me-in-production")
@@ -28,6 +29,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "webapp.accounts",
     "webapp.fleet",
+    "webapp.jobs",
     "webapp.mapping",
     "webapp.payouts",
     "webapp.api",
@@ -65,14 +67,27 @@ TEMPLATES = [
 ]
 
 
+def _private_sqlite_file(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (it holds password hashes and
+    sessions); SQLite gives its -wal and -shm files the same mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+
+
 def _database() -> dict[str, object]:
-    default_url = f"sqlite:///{PATHS.data_dir / 'roadmesh.sqlite3'}"
+    default_path = SERVER.data_dir / "roadmesh.sqlite3"
     url = env_str("DATABASE_URL", "")
     if not url:
-        PATHS.data_dir.mkdir(parents=True, exist_ok=True)
-        url = default_url
+        if not SERVER.data_dir.exists():
+            SERVER.data_dir.mkdir(parents=True)
+            os.chmod(SERVER.data_dir, 0o700)
+        url = f"sqlite:///{default_path}"
     config: dict[str, object] = dict(dj_database_url.parse(url, conn_max_age=60))
     if config["ENGINE"] == "django.db.backends.sqlite3":
+        name = str(config.get("NAME") or "")
+        if name and name != ":memory:" and not name.startswith("file:"):
+            _private_sqlite_file(Path(name))
         # WAL lets the web server read while ingest writes; IMMEDIATE avoids lock upgrades.
         config["OPTIONS"] = {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;",

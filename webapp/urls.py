@@ -12,5 +12,6 @@ urlpatterns = [
     path("api/v1/images/<str:sha256>.jpg", api.image, name="api-image"),
     path("api/v1/stats", api.stats, name="api-stats"),
     path("api/v1/devices", devices.register, name="api-devices"),
+    path("api/v1/server-key", api.server_key, name="api-server-key"),
     path("healthz", api.health, name="health"),
 ]

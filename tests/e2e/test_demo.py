@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from ingest.broker import free_port
+from broker import free_port
 from tests.conftest import REPO, traversable_tmpdir
 
 pytestmark = pytest.mark.e2e

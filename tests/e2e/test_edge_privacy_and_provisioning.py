@@ -89,7 +89,7 @@ def test_a_device_provisions_itself_with_the_owners_credentials_and_publishes(
 
     published = stack.replay(sample_drive, device_dir)
     assert published.returncode == 0, published.stdout + published.stderr
-    assert "12 acknowledged" in published.stdout
+    assert "12 stored and 0 rejected (receipts)" in published.stdout
     stack.wait_for(
         lambda: len(stack.device_frames("dev-selfprov")) == 12,
         30,

@@ -23,7 +23,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 import protocol
-from ingest.broker import INGEST_USER
+from broker import INGEST_USER
 from roadmesh.stack import LocalStack
 from tests.edge.stack_support import edge_stack
 from tests.edge.synthetic import M_PER_DEG_LAT, START, write_drive
@@ -188,7 +188,7 @@ def test_a_device_whose_login_is_refused_counts_it_logs_it_and_keeps_running(
     assert stack.device_frames("dev-badpw") == []
 
 
-def test_the_simulators_live_drive_runs_through_edge_run_to_the_server(
+def test_the_simulators_live_drive_plugs_into_the_edge_runner_from_outside(
     edge_stack: LocalStack,
 ) -> None:
     stack = edge_stack
@@ -196,12 +196,12 @@ def test_the_simulators_live_drive_runs_through_edge_run_to_the_server(
     proc = stack.spawn(
         "edge-sim",
         "-v",
-        "edge",
-        "run",
+        "sim",
+        "live",
         "--device-dir",
         str(device_dir),
-        "--source",
-        "sim:4",
+        "--seed",
+        "4",
         **RUN_ENV,
     )
     stack.wait_for(lambda: len(stack.device_frames("dev-simlive")) >= 3, 90, "simulated frames")

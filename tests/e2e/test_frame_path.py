@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from pathlib import Path
@@ -14,9 +13,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 import protocol
+from broker import BrokerConfig, EmbeddedBrokerLogins
 from edge.identity import DeviceIdentity, load_key
-from ingest.broker import hash_password
-from ingest.broker_sync import SERVICE_USERS_FILE
 from roadmesh.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +29,7 @@ class DeviceClient:
         self.acks: dict[int, Any] = {}
         self.done = threading.Condition()
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"raw-{username}", protocol=mqtt.MQTTv5
+            CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5
         )
         self.client.username_pw_set(username, password)
         self.client.on_publish = self._on_publish
@@ -84,7 +82,7 @@ def test_a_replayed_drive_is_stored_and_served_as_geojson(
     device_dir = stack.provision("dev-replay")
     result = stack.replay(sample_drive, device_dir)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "12 acknowledged" in result.stdout
+    assert "12 stored and 0 rejected (receipts)" in result.stdout
     stack.wait_for_frames(12)
 
     body = stack.get_json(f"/api/v1/frames?bbox={HELSINKI_BBOX}")
@@ -165,12 +163,8 @@ def test_a_frame_from_an_unregistered_device_is_rejected_and_recorded(
     stack: LocalStack, sample_drive: Path
 ) -> None:
     # A broker login without a registered device (e.g. an externally managed broker).
-    users_file = stack.broker_config.run_dir / SERVICE_USERS_FILE
-    users = json.loads(users_file.read_text())
-    users["dev-ghost"] = hash_password("ghost-password")
-    users_file.write_text(json.dumps(users))
-    stack.roadmesh("ingest", "broker", "sync", "--run-dir", str(stack.broker_config.run_dir))
-    time.sleep(0.3)
+    logins = EmbeddedBrokerLogins(BrokerConfig.load(stack.broker_config.run_dir))
+    logins.add_device("dev-ghost", "ghost-password")
     ghost_key = protocol.generate_private_key()
     payload = protocol.encode(make_frame("dev-ghost", 1, a_jpeg(sample_drive, 5)), ghost_key)
     client = DeviceClient(stack, "dev-ghost", "ghost-password")

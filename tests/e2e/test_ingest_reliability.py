@@ -1,7 +1,9 @@
-"""Ingest loses nothing and stores nothing twice: broker restarts, killed workers, two workers, bursts.
+"""Ingest loses nothing and stores nothing twice: broker restarts and crashes, killed
+workers, two workers, bursts; and every frame has a receipt on its device.
 
-Real Mosquitto, real `roadmesh ingest run` processes, SQLite and a real PostgreSQL; the
-devices are the real edge outbox + uplink (tests.ingest.fleet).
+Real Mosquitto (supervised by `roadmesh broker run`), real `roadmesh ingest run`
+processes, SQLite and a real PostgreSQL; the devices are the real edge outbox + uplink
+(tests.ingest.fleet), which drop a frame only on a signed receipt.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections import Counter
 
 import pytest
 
-from ingest.broker import free_port
+from broker import free_port
 from roadmesh.stack import LocalStack
 from tests.ingest.fleet import Fleet
 
@@ -58,26 +60,23 @@ def assert_stored_exactly_once(
         and f["properties"]["state"] == "flagged"
     ]
     assert not flagged, f"honest frames flagged: {flagged[:3]}"
+    assert fleet.receipted() == expected  # every frame has a receipt on its device
 
 
 def test_every_frame_is_stored_once_when_the_broker_restarts_mid_stream_under_two_workers(
     stack: LocalStack,
 ) -> None:
     # Two workers on the shared subscription, which Mosquitto 2.0 does not restore on a
-    # restart (see the next test): the broker holds devices off until a worker subscribed
-    # again (ingest.broker.DeviceHold), and the devices' outboxes keep their frames meanwhile.
+    # restart (see the next test): until a worker subscribes again, frames get PUBACK 16
+    # (no matching subscribers), and the devices keep them and send them again.
     if "ingest-0" not in stack.processes:
         stack.start_ingest_worker(0)
     stack.start_ingest_worker(1)
-    fleet = Fleet(stack, "brk", 3, seed=1)
+    fleet = Fleet(stack, "brk", 3, seed=1, receipt_timeout_s=5)
     try:
         streaming = fleet.stream_in_background(frames_per_device=40, rate_per_device=10)
         time.sleep(2.0)
         stack.restart_broker(down_s=1.5)
-        assert stack.broker is not None and not stack.broker.released.is_set(), (
-            "devices were not held off"
-        )
-        stack.wait_devices_let_in(30)
         streaming.join()
         fleet.drain(90)
         assert_stored_exactly_once(stack, fleet, "brk")
@@ -87,18 +86,42 @@ def test_every_frame_is_stored_once_when_the_broker_restarts_mid_stream_under_tw
         stack.stop_process("ingest-1")
 
 
+def test_every_frame_is_stored_once_when_the_broker_is_killed_mid_stream_again_and_again(
+    stack: LocalStack,
+) -> None:
+    """SIGKILL, not a polite stop: Mosquitto loses what it acknowledged since its last save.
+    The devices send again what no receipt named; the server stores it once."""
+    if "ingest-0" not in stack.processes:
+        stack.start_ingest_worker(0)
+    fleet = Fleet(stack, "crash", 3, seed=5, receipt_timeout_s=4)
+    try:
+        streaming = fleet.stream_in_background(frames_per_device=60, rate_per_device=8)
+        for _ in range(3):
+            time.sleep(1.5)
+            stack.restart_broker(down_s=0.5, crash=True)
+        streaming.join()
+        fleet.drain(120)
+        assert_stored_exactly_once(stack, fleet, "crash")
+        assert stack.log("broker").count("exited unexpectedly") >= 3
+    finally:
+        fleet.close()
+
+
 def test_mosquitto_forgets_shared_subscriptions_of_offline_sessions_on_restart(
     stack: LocalStack,
 ) -> None:
-    """Pins the broker behaviour docs/ingest.md builds on; when it fails, Mosquitto was fixed."""
+    """Pins the broker behaviour docs/ingest.md builds on; when it fails, Mosquitto was fixed.
+    (Receipts make it harmless: a device sends again what no receipt named.)"""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    from ingest.broker import INGEST_USER
+    from broker import INGEST_USER
+    from edge.identity import DeviceIdentity
 
     password = (stack.broker_config.run_dir / "ingest.secret").read_text().strip()
+    probe = DeviceIdentity.load(stack.provision("dev-probe"))
     got: dict[str, list[bytes]] = {"plain": [], "shared": []}
 
     def session(kind: str, subscribe: bool) -> mqtt.Client:
@@ -112,7 +135,7 @@ def test_mosquitto_forgets_shared_subscriptions_of_offline_sessions_on_restart(
         c.connect("127.0.0.1", stack.mqtt_port, clean_start=False, properties=props)
         c.loop_start()
         if subscribe:
-            topic = "devices/+/config" if kind == "plain" else "$share/probe/devices/+/config"
+            topic = "devices/+/frames" if kind == "plain" else "$share/probe/devices/+/frames"
             c.subscribe([(topic, 1)])
         time.sleep(0.5)
         return c
@@ -123,12 +146,12 @@ def test_mosquitto_forgets_shared_subscriptions_of_offline_sessions_on_restart(
         c.loop_stop()
     stack.restart_broker(down_s=0.5)
     publisher = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id="probe-pub", protocol=mqtt.MQTTv5
+        CallbackAPIVersion.VERSION2, client_id="dev-probe", protocol=mqtt.MQTTv5
     )
-    publisher.username_pw_set(INGEST_USER, password)
+    publisher.username_pw_set("dev-probe", probe.mqtt.password)
     publisher.connect("127.0.0.1", stack.mqtt_port)
     publisher.loop_start()
-    publisher.publish("devices/dev-probe/config", b"while-offline", qos=1).wait_for_publish(5)
+    publisher.publish("devices/dev-probe/frames", b"while-offline", qos=1).wait_for_publish(5)
     publisher.disconnect()
     publisher.loop_stop()
     clients = [session(kind, False) for kind in got]
@@ -137,7 +160,6 @@ def test_mosquitto_forgets_shared_subscriptions_of_offline_sessions_on_restart(
         c.disconnect()
         c.loop_stop()
     assert got == {"plain": [b"while-offline"], "shared": []}
-    stack.wait_devices_let_in(30)  # ingest-0 subscribed again
 
 
 def test_every_frame_is_stored_once_when_a_worker_is_killed_mid_batch(stack: LocalStack) -> None:
@@ -182,7 +204,8 @@ def test_two_workers_share_the_stream_and_store_every_frame_once(stack: LocalSta
             )
             accepted.append(float(line.split()[1]))
             assert (
-                "roadmesh_vision_jobs_pending" in text
+                "roadmesh_image_check_jobs_pending" in text
+                and "roadmesh_receipts_published_total" in text
                 and "roadmesh_capture_to_commit_seconds_bucket" in text
             )
         assert all(n > 0 for n in accepted), f"one worker got nothing: {accepted}"

@@ -13,6 +13,8 @@ from vision.quality import QualityScores
 
 JPEG = b"\xff\xd8\xff\xe0" + b"x" * 64 + b"\xff\xd9"
 
+SERVER_KEY = protocol.public_key_hex(protocol.generate_private_key())
+
 
 def prepared(speed_mps: float | None) -> Prepared:
     when = datetime(2026, 6, 1, 9, tzinfo=UTC)
@@ -21,7 +23,9 @@ def prepared(speed_mps: float | None) -> Prepared:
 
 
 def test_a_receivers_impossible_speed_goes_out_as_unknown_instead_of_blocking_the_frame() -> None:
-    identity = DeviceIdentity("dev-edge", MqttLogin("127.0.0.1", 1883, "dev-edge", "x"))
+    identity = DeviceIdentity(
+        "dev-edge", MqttLogin("127.0.0.1", 1883, "dev-edge", "x"), server_public_key=SERVER_KEY
+    )
     key = protocol.generate_private_key()
     frame = build_frame(identity, 1, prepared(1064.0))
     assert frame.position.speed_mps is None

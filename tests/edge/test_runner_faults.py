@@ -24,6 +24,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 import protocol
+from broker import free_port
 from edge.gnss_sources import FeedSource, LogSource
 from edge.identity import DeviceIdentity, MqttLogin
 from edge.outbox import COUNTER_BLOCK, Outbox
@@ -32,9 +33,10 @@ from edge.run import EdgeRunner
 from edge.settings import EdgeSettings
 from edge.sources import CameraSource
 from edge.uplink import MqttUplink
-from ingest.broker import free_port
 from tests.edge.synthetic import START, scene, write_drive
 from vision.privacy import Redactor
+
+SERVER_KEY = protocol.public_key_hex(protocol.generate_private_key())
 
 
 class NoBoxes:
@@ -43,7 +45,11 @@ class NoBoxes:
 
 
 def make_runner(device_dir: Path, **settings: Any) -> EdgeRunner:
-    identity = DeviceIdentity("dev-faults", MqttLogin("127.0.0.1", free_port(), "dev-faults", "x"))
+    identity = DeviceIdentity(
+        "dev-faults",
+        MqttLogin("127.0.0.1", free_port(), "dev-faults", "x"),
+        server_public_key=SERVER_KEY,
+    )
     base = {"reconnect_min_s": 0.2, "reconnect_max_s": 0.5, "telemetry_interval_s": 3600.0}
     return EdgeRunner(
         EdgeSettings(**{**base, **settings}),
@@ -203,21 +209,26 @@ def test_a_full_disk_loses_frames_with_a_count_and_a_message_and_recovers_when_s
     frames = ScriptedFrames(24, 2.0, before)
     runner.run(frames, LogSource(drive.path / "gnss.nmea"), max_fix_wait_s=0.0)
     c = runner.pipeline.counters
-    assert c.kept == 24 and c.captured == 24
+    # The first frame may go as `stationary` when its next fix is not read yet (no wait here).
+    assert c.captured == 24 and c.kept >= 23
     assert 1 <= c.errors["outbox_write"] <= 8  # frames 8..15, less any the WAL still had room for
-    assert c.enqueued == 24 - c.errors["outbox_write"]
+    assert c.enqueued == c.kept - c.errors["outbox_write"]
     assert runner.outbox.depth()[0] == c.enqueued  # frames after the disk recovered are queued
     assert "frame lost, the outbox cannot store it (disk full?)" in caplog.text
     assert "database or disk is full" in caplog.text
     assert runner.all_errors()["outbox_write"] == c.errors["outbox_write"]
 
 
-def test_acknowledgements_that_cannot_be_written_to_a_full_disk_are_kept_and_written_later(
+def test_pubacks_that_cannot_be_written_to_a_full_disk_are_kept_and_written_later(
     small_disk: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     outbox = Outbox(small_disk / "outbox.sqlite3")
     seqs = [outbox.put(lambda s: ("devices/d/frames", os.urandom(50_000))) for _ in range(4)]
-    identity = DeviceIdentity("dev-acks", MqttLogin("127.0.0.1", free_port(), "dev-acks", "x"))
+    identity = DeviceIdentity(
+        "dev-acks",
+        MqttLogin("127.0.0.1", free_port(), "dev-acks", "x"),
+        server_public_key=SERVER_KEY,
+    )
     uplink = MqttUplink(identity, protocol.generate_private_key(), outbox)
     ok = ReasonCode(PacketTypes.PUBACK, "Success")
     for mid, seq in enumerate(seqs, start=1):
@@ -231,7 +242,8 @@ def test_acknowledgements_that_cannot_be_written_to_a_full_disk_are_kept_and_wri
     assert unsaved and unsaved <= uplink._sent  # not published again meanwhile
     filler.unlink()
     uplink.pump()  # the next pump writes them
-    assert not uplink._unsaved and uplink.acked == 4 and outbox.depth() == (0, 0)
+    assert not uplink._unsaved and uplink.acked == 4
+    assert outbox.awaiting_receipt() == 4  # taken by the broker; a receipt will settle them
 
 
 def test_telemetry_numbers_keep_coming_for_a_while_on_a_full_disk(small_disk: Path) -> None:

@@ -20,6 +20,8 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
+SERVER_KEY = protocol.public_key_hex(protocol.generate_private_key())
+
 
 def render(args: list[str], out: Path) -> None:
     subprocess.run(
@@ -54,7 +56,9 @@ def drives(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def kept_capture_times(drive: Path, tmp: Path) -> list[float]:
     key = protocol.generate_private_key()
-    identity = DeviceIdentity("dev-sim", MqttLogin("127.0.0.1", 1, "dev-sim", "x"))
+    identity = DeviceIdentity(
+        "dev-sim", MqttLogin("127.0.0.1", 1, "dev-sim", "x"), server_public_key=SERVER_KEY
+    )
     outbox = Outbox(tmp / "outbox.sqlite3")
     enqueue_drive(drive, identity, key, outbox, sample=True)
     times = []

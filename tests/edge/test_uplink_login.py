@@ -12,19 +12,25 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 import protocol
+from broker import free_port
 from edge.identity import DeviceIdentity, MqttLogin
 from edge.outbox import Outbox
 from edge.uplink import MqttUplink, UplinkError
-from ingest.broker import free_port
 
 REFUSED = ReasonCode(PacketTypes.CONNACK, "Not authorized")
 ACCEPTED = ReasonCode(PacketTypes.CONNACK, "Success")
+
+SERVER_KEY = protocol.public_key_hex(protocol.generate_private_key())
 
 
 def _uplink(tmp_path: Path, fatal_s: float) -> MqttUplink:
     outbox = Outbox(tmp_path / "outbox.sqlite3")
     outbox.put(lambda s: ("devices/dev-login/frames", os.urandom(100)))
-    identity = DeviceIdentity("dev-login", MqttLogin("127.0.0.1", free_port(), "dev-login", "x"))
+    identity = DeviceIdentity(
+        "dev-login",
+        MqttLogin("127.0.0.1", free_port(), "dev-login", "x"),
+        server_public_key=SERVER_KEY,
+    )
     return MqttUplink(
         identity, protocol.generate_private_key(), outbox, login_refused_fatal_s=fatal_s
     )

@@ -2,7 +2,8 @@
 
 Used by the ingest reliability tests and `bench/ingest.py`: each device is provisioned in
 the stack, signs synthetic frames (tests.ingest.streams), enqueues them in its durable
-SQLite outbox and drains it over MQTT v5 QoS 1, exactly as a dashcam does.
+SQLite outbox and drains it over MQTT v5 QoS 1, exactly as a dashcam does: a frame leaves
+the outbox only when a signed receipt from the server names it.
 """
 
 from __future__ import annotations
@@ -38,15 +39,29 @@ class TestDevice:
 
 
 class Fleet:
-    def __init__(self, stack: LocalStack, prefix: str, n: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        stack: LocalStack,
+        prefix: str,
+        n: int,
+        seed: int = 0,
+        receipt_timeout_s: float = 60.0,
+        **drive: object,
+    ) -> None:
         self.devices: list[TestDevice] = []
         for i in range(n):
             device_id = f"{prefix}-{i}"
             device_dir = stack.provision(device_id)
             identity = DeviceIdentity.load(device_dir)
             key = load_key(device_dir)
-            outbox = Outbox(Path(device_dir) / "outbox.sqlite")
-            drive = HonestDrive(device_id, key, seed=seed * 1000 + i, lat=60.17 + 0.001 * i)
+            outbox = Outbox(Path(device_dir) / "outbox.sqlite", receipt_timeout_s=receipt_timeout_s)
+            drive = HonestDrive(
+                device_id,
+                key,
+                seed=seed * 1000 + i,
+                lat=60.17 + 0.001 * i,
+                **drive,  # type: ignore[arg-type]
+            )
             uplink = MqttUplink(identity, key, outbox, max_in_flight=32)
             self.devices.append(TestDevice(device_id, drive, outbox, uplink))
         for d in self.devices:
@@ -86,9 +101,21 @@ class Fleet:
                 d.uplink.connected.wait(0.2)
             left = max(1.0, deadline - time.monotonic())
             assert d.uplink.drain(left), (
-                f"{d.device_id}: outbox not empty after {timeout_s}s: {d.outbox.depth()}"
+                f"{d.device_id}: receipts did not name every frame after {timeout_s}s:"
+                f" {d.outbox.depth()}"
             )
-            assert not d.outbox.refused(), d.outbox.refused()
+            assert not d.outbox.rejected(), d.outbox.rejected()
+
+    def receipted(self) -> dict[str, list[int]]:
+        """Per device, the seqs its kept receipts name as stored (each verified again)."""
+        out = {}
+        for d in self.devices:
+            key = d.uplink.server_key
+            named: set[int] = set()
+            for _, _, _, payload in d.outbox.receipts():
+                named |= set(protocol.decode_receipt(payload, key).stored)
+            out[d.device_id] = sorted(named)
+        return out
 
     @property
     def sent(self) -> dict[str, list[int]]:

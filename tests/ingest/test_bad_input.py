@@ -11,14 +11,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import protocol
-from ingest.intake import FrameIntake
+from ingest.door import Door
 from ingest.jpeg import JpegError, parse_header
 from ingest.reasons import IntakeReason
-from ingest.store import LocalObjectStore
 from tests.ingest.streams import encode_jpeg, frame_jpeg, make_frame, world_strip
 from webapp.accounts.models import User
 from webapp.fleet.models import Device, Frame, RejectedMessage
 from webapp.fleet.provisioning import register_device
+from webapp.images import LocalObjectStore
 
 pytestmark = pytest.mark.django_db
 
@@ -40,8 +40,8 @@ def device(key: Ed25519PrivateKey) -> Device:
 
 
 @pytest.fixture
-def intake(tmp_path: Path) -> FrameIntake:
-    return FrameIntake(LocalObjectStore(tmp_path / "images"))
+def intake(tmp_path: Path) -> Door:
+    return Door(LocalObjectStore(tmp_path / "images"))
 
 
 def now_frame(seq: int = 1, jpeg: bytes = JPEG, t_us: int | None = None) -> protocol.Frame:
@@ -64,7 +64,7 @@ def assert_rejected(outcome: object, reason: str | None = None) -> None:
     topic=st.sampled_from([TOPIC, "devices/dev-bad/telemetry", "x/y", ""]),
 )
 def test_random_bytes_on_any_topic_are_only_ever_rejected_with_a_reason(
-    intake: FrameIntake, device: Device, payload: bytes, topic: str
+    intake: Door, device: Device, payload: bytes, topic: str
 ) -> None:
     assert_rejected(intake.handle(topic, payload))
 
@@ -74,7 +74,7 @@ def test_random_bytes_on_any_topic_are_only_ever_rejected_with_a_reason(
 )
 @given(data=st.data())
 def test_mutated_signed_envelopes_are_rejected_or_stored_never_crash(
-    intake: FrameIntake, device: Device, key: Ed25519PrivateKey, data: st.DataObject
+    intake: Door, device: Device, key: Ed25519PrivateKey, data: st.DataObject
 ) -> None:
     original = protocol.encode(now_frame(seq=data.draw(st.integers(1, 10**6))), key)
     payload = bytearray(original)
@@ -96,22 +96,20 @@ def test_mutated_signed_envelopes_are_rejected_or_stored_never_crash(
 
 
 def test_a_truncated_payload_is_rejected_as_truncated(
-    intake: FrameIntake, device: Device, key: Ed25519PrivateKey
+    intake: Door, device: Device, key: Ed25519PrivateKey
 ) -> None:
     payload = protocol.encode(now_frame(), key)
     assert_rejected(intake.handle(TOPIC, payload[: len(payload) // 2]), "truncated")
 
 
-def test_an_oversized_payload_is_rejected_before_any_decoding(
-    intake: FrameIntake, device: Device
-) -> None:
+def test_an_oversized_payload_is_rejected_before_any_decoding(intake: Door, device: Device) -> None:
     assert_rejected(
         intake.handle(TOPIC, b"RM\x01\x01" + b"\x00" * (protocol.MAX_FRAME_BYTES + 10)), "oversized"
     )
 
 
 def test_a_frame_with_a_tampered_image_is_rejected(
-    intake: FrameIntake, device: Device, key: Ed25519PrivateKey
+    intake: Door, device: Device, key: Ed25519PrivateKey
 ) -> None:
     payload = bytearray(protocol.encode(now_frame(), key))
     at = bytes(payload).index(JPEG) + len(JPEG) // 2
@@ -120,7 +118,7 @@ def test_a_frame_with_a_tampered_image_is_rejected(
     assert Frame.objects.count() == 0
 
 
-def test_a_frame_signed_with_the_wrong_key_is_rejected(intake: FrameIntake, device: Device) -> None:
+def test_a_frame_signed_with_the_wrong_key_is_rejected(intake: Door, device: Device) -> None:
     assert_rejected(
         intake.handle(TOPIC, protocol.encode(now_frame(), protocol.generate_private_key())),
         "bad_signature",
@@ -137,13 +135,13 @@ def test_a_frame_signed_with_the_wrong_key_is_rejected(intake: FrameIntake, devi
     ],
 )
 def test_a_frame_on_a_wrong_topic_is_rejected(
-    intake: FrameIntake, device: Device, key: Ed25519PrivateKey, topic: str
+    intake: Door, device: Device, key: Ed25519PrivateKey, topic: str
 ) -> None:
     assert_rejected(intake.handle(topic, protocol.encode(now_frame(), key)))
 
 
 def test_a_signed_frame_whose_jpeg_is_not_a_jpeg_is_rejected_as_bad_jpeg(
-    intake: FrameIntake, device: Device, key: Ed25519PrivateKey
+    intake: Door, device: Device, key: Ed25519PrivateKey
 ) -> None:
     assert_rejected(
         intake.handle(
@@ -154,7 +152,7 @@ def test_a_signed_frame_whose_jpeg_is_not_a_jpeg_is_rejected_as_bad_jpeg(
 
 
 def test_a_decompression_bomb_is_refused_from_its_header(
-    intake: FrameIntake, device: Device, key: Ed25519PrivateKey
+    intake: Door, device: Device, key: Ed25519PrivateKey
 ) -> None:
     bomb = bytearray(encode_jpeg(world_strip(3)[:, :64]))
     sof = bytes(bomb).index(b"\xff\xc0")
@@ -168,7 +166,7 @@ def test_a_decompression_bomb_is_refused_from_its_header(
 
 
 def test_a_frame_captured_in_the_future_is_rejected(
-    intake: FrameIntake, device: Device, key: Ed25519PrivateKey
+    intake: Door, device: Device, key: Ed25519PrivateKey
 ) -> None:
     future = int((time.time() + 3600) * 1e6)
     assert_rejected(
@@ -177,7 +175,7 @@ def test_a_frame_captured_in_the_future_is_rejected(
 
 
 def test_a_frame_captured_years_ago_is_rejected(
-    intake: FrameIntake, device: Device, key: Ed25519PrivateKey
+    intake: Door, device: Device, key: Ed25519PrivateKey
 ) -> None:
     old = int((time.time() - 3 * 365 * 86400) * 1e6)
     assert_rejected(

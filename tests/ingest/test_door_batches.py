@@ -1,4 +1,4 @@
-"""A batch commit gives the same outcomes, rows and flags as committing each message in turn."""
+"""One commit path: a batch gives the same outcomes, rows and flags as batches of one."""
 
 from __future__ import annotations
 
@@ -7,16 +7,15 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from django.db import transaction
 
 import protocol
-from ingest.batch import commit_batch
-from ingest.intake import FrameIntake, Outcome
-from ingest.store import LocalObjectStore
+from ingest.door import Door, Outcome
 from tests.ingest.streams import HonestDrive, crop, encode_jpeg, make_frame
 from webapp.accounts.models import User
-from webapp.fleet.models import Device, Frame, RejectedMessage, VisionJob
+from webapp.fleet.models import Device, Frame, RejectedMessage
 from webapp.fleet.provisioning import register_device
+from webapp.images import LocalObjectStore
+from webapp.jobs.models import Job
 
 pytestmark = pytest.mark.django_db
 
@@ -106,10 +105,10 @@ def snapshot(outcomes: list[Outcome]) -> tuple[list[Any], list[Any], int, int]:
         (o.status, o.reason, names.get(o.frame_id) if o.frame_id else None, o.checks)
         for o in outcomes
     ]
-    return results, frames, RejectedMessage.objects.count(), VisionJob.objects.count()
+    return results, frames, RejectedMessage.objects.count(), Job.objects.count()
 
 
-def test_a_batch_commit_stores_and_flags_exactly_what_message_by_message_commits_do(
+def test_a_batch_stores_and_flags_exactly_what_batches_of_one_do(
     tmp_path: Path,
 ) -> None:
     owner = User.objects.create_user("driver", role=User.Role.DRIVER)
@@ -117,8 +116,8 @@ def test_a_batch_commit_stores_and_flags_exactly_what_message_by_message_commits
     for name, key in keys.items():
         register_device(owner, name, protocol.public_key_bytes(key))
     stream = mixed_stream(keys)
-    intake = FrameIntake(LocalObjectStore(tmp_path / "one"))
-    one = [intake.handle(t, p) for t, p in stream]
+    door = Door(LocalObjectStore(tmp_path / "one"))
+    one = [door.handle(t, p) for t, p in stream]
     expected = snapshot(one)
     assert {o.status for o in one} == {"stored", "duplicate", "rejected", "ignored"}
     checks = {c for o in one for c in o.checks}
@@ -126,13 +125,11 @@ def test_a_batch_commit_stores_and_flags_exactly_what_message_by_message_commits
 
     Frame.objects.all().delete()
     RejectedMessage.objects.all().delete()
-    intake = FrameIntake(LocalObjectStore(tmp_path / "batch"))
+    Job.objects.all().delete()
+    door = Door(LocalObjectStore(tmp_path / "batch"))
     batched: list[Outcome] = []
     for i in range(0, len(stream), 7):
-        prepared = [intake.prepare(t, p) for t, p in stream[i : i + 7]]
-        with transaction.atomic():
-            batched += commit_batch(intake, prepared)
-            intake.flush_device_updates()
+        batched += door.commit([door.prepare(t, p) for t, p in stream[i : i + 7]])
     assert snapshot(batched) == expected
     assert Device.objects.get(device_id="dev-a").online is True
 
@@ -143,12 +140,9 @@ def test_a_batch_writes_every_new_image_to_the_store_once(tmp_path: Path) -> Non
     register_device(owner, "dev-a", protocol.public_key_bytes(key))
     drive = HonestDrive("dev-a", key, seed=5)
     store = LocalObjectStore(tmp_path / "images")
-    intake = FrameIntake(store)
+    door = Door(store)
     payloads = [drive.payload(s) for s in (1, 2, 3, 2)]
-    with transaction.atomic():
-        outcomes = commit_batch(
-            intake, [intake.prepare("devices/dev-a/frames", p) for p in payloads]
-        )
+    outcomes = door.commit([door.prepare("devices/dev-a/frames", p) for p in payloads])
     assert [o.status for o in outcomes] == ["stored", "stored", "stored", "duplicate"]
     assert outcomes[3].frame_id == outcomes[1].frame_id
     for s in (1, 2, 3):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import cv2
@@ -13,12 +14,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import protocol
 from ingest.audit import Auditor
 from ingest.fraud import Check
-from ingest.intake import FrameIntake
-from ingest.store import LocalObjectStore
+from tests.ingest.harness import Ingest
 from tests.ingest.streams import crop, encode_jpeg, make_frame, offset, world_strip
 from webapp.accounts.models import User
-from webapp.fleet.models import Device, Frame, VisionJob
+from webapp.fleet import lifecycle
+from webapp.fleet.models import Device, Frame
 from webapp.fleet.provisioning import register_device
+from webapp.images import LocalObjectStore
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +38,7 @@ def _copied(jpeg: bytes) -> bytes:
 
 
 def _send(
-    intake: FrameIntake,
+    intake: Ingest,
     key: Ed25519PrivateKey,
     device_id: str,
     t_us: int,
@@ -63,7 +65,7 @@ def _registered(*names: str) -> dict[str, Ed25519PrivateKey]:
     return keys
 
 
-def _copied_drive(intake: FrameIntake, keys: dict[str, Ed25519PrivateKey], t0: int) -> list[bytes]:
+def _copied_drive(intake: Ingest, keys: dict[str, Ed25519PrivateKey], t0: int) -> list[bytes]:
     """dev-victim drives 16 frames north; 90 s later dev-copy uploads them copied, on a
     jittered track. Returns the victim's pictures."""
     strip = world_strip(11)
@@ -96,7 +98,7 @@ def test_the_audit_flags_every_frame_of_a_device_uploading_another_devices_drive
     tmp_path: Path,
 ) -> None:
     store = LocalObjectStore(tmp_path / "images")
-    intake = FrameIntake(store)
+    intake = Ingest(store)
     keys = _registered("dev-victim", "dev-copy")
     originals = _copied_drive(intake, keys, int((time.time() - 1_800) * 1e6))
 
@@ -112,9 +114,14 @@ def test_the_audit_flags_every_frame_of_a_device_uploading_another_devices_drive
         device__device_id="dev-victim", state=Frame.State.FLAGGED
     ).exists()
     assert report.by_check[Check.DUPLICATE_DRIVE] == len(originals)
-    # what the audit flagged left the vision queue; the victim's frames stay in it
-    assert not VisionJob.objects.filter(frame__device__device_id="dev-copy").exists()
-    assert VisionJob.objects.filter(frame__device__device_id="dev-victim").count() == 16
+    # what the audit flagged is out of the rewards; the victim's frames still count
+    start, end = (
+        Frame.objects.order_by("captured_at")[0].captured_at,
+        Frame.objects.order_by("-captured_at")[0].captured_at,
+    )
+    counted = lifecycle.rewardable_frames(start, end + timedelta(seconds=1))
+    assert not counted.filter(device__device_id="dev-copy").exists()
+    assert counted.filter(device__device_id="dev-victim").count() == 16
     assert Device.objects.get(device_id="dev-copy").trust_evidence["by_check"][
         Check.DUPLICATE_DRIVE
     ] == len(originals)
@@ -125,7 +132,7 @@ def _near_duplicate_pair(tmp_path: Path) -> tuple[LocalObjectStore, Frame]:
     the second as a near-duplicate; one matching picture does not make a copying pair, so the
     audit does not confirm it."""
     store = LocalObjectStore(tmp_path / "images")
-    intake = FrameIntake(store)
+    intake = Ingest(store)
     keys = _registered("dev-first", "dev-second")
     picture = crop(world_strip(3), 500.0)
     t0 = int((time.time() - 1_800) * 1e6)
@@ -135,13 +142,10 @@ def _near_duplicate_pair(tmp_path: Path) -> tuple[LocalObjectStore, Frame]:
     )
     assert second.state == Frame.State.FLAGGED
     assert [f["check"] for f in second.flags] == [Check.NEAR_DUPLICATE_IMAGE]
-    assert not VisionJob.objects.filter(
-        frame=second
-    ).exists()  # the door queues accepted frames only
     return store, second
 
 
-def test_a_door_flagged_frame_the_audit_clears_is_accepted_with_a_vision_job_and_keeps_the_door_evidence(
+def test_a_near_duplicate_the_audit_clears_is_accepted_and_keeps_the_first_look_evidence(
     tmp_path: Path,
 ) -> None:
     store, frame = _near_duplicate_pair(tmp_path)
@@ -150,7 +154,6 @@ def test_a_door_flagged_frame_the_audit_clears_is_accepted_with_a_vision_job_and
 
     frame.refresh_from_db()
     assert frame.state == Frame.State.ACCEPTED
-    assert VisionJob.objects.filter(frame=frame, state=VisionJob.State.PENDING).exists()
     (cleared,) = frame.flags
     assert (cleared["check"], cleared["score"]) == (Check.NEAR_DUPLICATE_IMAGE, 0.0)
     assert cleared["evidence"]["door_score"] == door["score"]
@@ -164,15 +167,14 @@ def test_the_audit_leaves_a_frame_flagged_by_hand_flagged_when_it_clears_its_nea
     tmp_path: Path,
 ) -> None:
     store, frame = _near_duplicate_pair(tmp_path)
-    Frame.objects.filter(pk=frame.pk).update(
-        flags=[{**frame.flags[0], "score": 0.3}], fraud_score=0.3
-    )  # flagged by an operator, not by a flag's score
+    lifecycle.flag_by_operator([frame.pk], "a reviewer saw a fake")
 
     report = Auditor(store).run()
 
     frame.refresh_from_db()
     assert frame.state == Frame.State.FLAGGED
-    assert frame.flags[0]["score"] == 0.0
+    flags = {f["check"]: f["score"] for f in frame.flags}
+    assert flags == {Check.NEAR_DUPLICATE_IMAGE: 0.0, "operator": 1.0}
     assert report.unflagged == 0
 
 
@@ -180,7 +182,7 @@ def test_the_audit_does_not_confirm_a_near_duplicate_on_the_victims_side_of_a_co
     tmp_path: Path,
 ) -> None:
     store = LocalObjectStore(tmp_path / "images")
-    intake = FrameIntake(store)
+    intake = Ingest(store)
     keys = _registered("dev-victim", "dev-copy")
     t0 = int((time.time() - 1_800) * 1e6)
     originals = _copied_drive(intake, keys, t0)

@@ -9,7 +9,15 @@ import numpy as np
 
 from ingest import fraud, tracks
 from ingest.fraud import Check, FraudPolicy, TrackPoint
-from ingest.imaging import camera_stats, copy_match, visual_motion
+from ingest.imaging import (
+    CameraStats,
+    copy_match,
+    facts_of,
+    thumb_array,
+    thumbnail,
+    visual_motion,
+)
+from ingest.imaging import camera_stats as stats_of_kept
 
 POL = FraudPolicy()
 LAT0, LON0 = 60.17, 24.94
@@ -164,6 +172,17 @@ def test_a_cropped_retoned_reencoded_copy_matches_and_another_cameras_view_of_th
     same = copy_match(a, copy)
     assert same.detail_ncc >= POL.copy_min_ncc and same.inliers >= POL.copy_min_inliers
     assert copy_match(a, _street(11, parallax_seed=5)).detail_ncc < POL.copy_min_ncc
+
+
+def camera_stats(greys: list[np.ndarray]) -> CameraStats:
+    """What the audit computes from what the image-check job kept of each frame."""
+    facts = [facts_of(g) for g in greys]
+    return stats_of_kept(
+        [thumb_array(thumbnail(g)) for g in greys],
+        [f.sharpness for f in facts],
+        [f.brightness for f in facts],
+        [f.highlights for f in facts],
+    )
 
 
 def _drive(n: int, seed: int = 0) -> list[np.ndarray]:

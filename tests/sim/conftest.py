@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from sim.features import MapFeature
-from sim.geo import LocalFrame
 from sim.scene import StaticScene, build_static_scene
 from sim.world import Road, World
+from vision.geo import LocalFrame
 
 
 @pytest.fixture(scope="session")

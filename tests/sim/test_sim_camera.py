@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from sim.camera import Intrinsics, Pose, pixel_ray, project
+from vision.camera import Intrinsics, Pose, pixel_ray, project
 
 
 def test_the_default_dashcam_is_1280x720_with_a_120_degree_field_of_view() -> None:

@@ -8,8 +8,8 @@ import numpy as np
 import pynmea2
 import pytest
 
-from sim.geo import LocalFrame
 from sim.gnss import GnssModel, fix_times, gpx_document, nmea_lines, simulate
+from vision.geo import LocalFrame
 
 
 def _straight(n: int, hz: float = 1.0) -> tuple[np.ndarray, ...]:

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.camera import Intrinsics, Pose, project
 from sim.features import MapFeature
 from sim.render import Renderer
 from sim.scene import Actors, StaticScene, random_car, random_person
+from vision.camera import Intrinsics, Pose, project
 
 
 def _sign_corners(f: MapFeature) -> np.ndarray:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from django.conf import settings
 from django.test import Client
 
-from ingest.broker import free_port
-from ingest.store import LocalObjectStore, S3ObjectStore
+from broker import free_port
 from tests.webapp.rows import frame_row
+from webapp.config import ServerSettings
 from webapp.accounts.models import User
 from webapp.fleet.models import Device, Frame
+from webapp.images import LocalObjectStore, S3ObjectStore
 
 pytestmark = pytest.mark.django_db
 
@@ -84,14 +86,14 @@ def _frame_with_image(frame: Frame, data: bytes) -> str:
 def test_an_image_is_served_from_the_local_store(client: Client, frames: list[Frame]) -> None:
     data = b"\xff\xd8 a local jpeg \xff\xd9"
     sha = _frame_with_image(frames[0], data)
-    LocalObjectStore(settings.PATHS.image_dir).put(data)
+    LocalObjectStore(settings.SERVER.image_dir).put(data)
     response = client.get(f"/api/v1/images/{sha}.jpg")
     assert (response.status_code, response["Content-Type"]) == (200, "image/jpeg")
     assert response.content == data
 
 
 def test_an_image_is_served_from_the_s3_store_when_that_is_the_setting(
-    client: Client, frames: list[Frame], monkeypatch: pytest.MonkeyPatch
+    client: Client, frames: list[Frame], monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
     moto = pytest.importorskip("moto")
     import boto3
@@ -104,6 +106,7 @@ def test_an_image_is_served_from_the_s3_store_when_that_is_the_setting(
         "ROADMESH_S3_BUCKET": "roadmesh-api-test",
     }.items():
         monkeypatch.setenv(name, value)
+    settings.SERVER = ServerSettings.from_env()
     data = b"\xff\xd8 an s3 jpeg \xff\xd9"
     sha = _frame_with_image(frames[0], data)
     with moto.mock_aws():
@@ -114,11 +117,11 @@ def test_an_image_is_served_from_the_s3_store_when_that_is_the_setting(
         assert client.get(f"/api/v1/images/{missing}.jpg").status_code == 404
     assert response.status_code == 200
     assert response.content == data
-    assert not (settings.PATHS.image_dir / sha[:2]).exists()
+    assert not (settings.SERVER.image_dir / sha[:2]).exists()
 
 
 def test_an_unreachable_image_store_answers_503(
-    client: Client, frames: list[Frame], monkeypatch: pytest.MonkeyPatch
+    client: Client, frames: list[Frame], monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
     pytest.importorskip("boto3")
     for name, value in {
@@ -131,6 +134,7 @@ def test_an_unreachable_image_store_answers_503(
         "ROADMESH_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
     }.items():
         monkeypatch.setenv(name, value)
+    settings.SERVER = ServerSettings.from_env()
     sha = _frame_with_image(frames[0], b"somewhere else")
     response = client.get(f"/api/v1/images/{sha}.jpg")
     assert response.status_code == 503

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.store import LocalObjectStore, ObjectStore, S3ObjectStore, store_from_env
-from webapp.config import SettingsError
+from webapp.config import ServerSettings, SettingsError
+from webapp.images import LocalObjectStore, ObjectStore, S3ObjectStore, store_for
 
 
 @pytest.fixture
@@ -60,12 +60,16 @@ def test_the_s3_store_keeps_objects_under_a_sharded_prefix(s3_store: S3ObjectSto
 def test_the_store_setting_selects_s3_and_names_a_missing_bucket(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    monkeypatch.setenv("ROADMESH_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("ROADMESH_IMAGE_STORE", "s3")
     monkeypatch.delenv("ROADMESH_S3_BUCKET", raising=False)
     with pytest.raises(SettingsError, match="ROADMESH_S3_BUCKET"):
-        store_from_env(tmp_path)
+        ServerSettings.from_env()
+    monkeypatch.setenv("ROADMESH_S3_BUCKET", "roadmesh-test")
+    assert isinstance(store_for(ServerSettings.from_env()), S3ObjectStore)
     monkeypatch.setenv("ROADMESH_IMAGE_STORE", "ftp")
     with pytest.raises(SettingsError, match="ROADMESH_IMAGE_STORE"):
-        store_from_env(tmp_path)
+        ServerSettings.from_env()
     monkeypatch.setenv("ROADMESH_IMAGE_STORE", "local")
-    assert isinstance(store_from_env(tmp_path), LocalObjectStore)
+    store = store_for(ServerSettings.from_env())
+    assert isinstance(store, LocalObjectStore) and store.root == tmp_path / "images"

@@ -2,10 +2,10 @@
 
 The owner's enrolment credential is their account's username and password as HTTP Basic
 (over TLS in production). The view parses, authenticates and calls
-`webapp.fleet.provisioning.register_device`; the answer carries the device id and its MQTT
-login (the password is shown once, stored hashed). With an embedded broker
-(ROADMESH_BROKER_DIR, or the directory of ROADMESH_MQTT_PASSWORD_FILE when it holds a
-broker config) the broker's password file is rewritten and the broker reloaded.
+`webapp.fleet.provisioning.register_device`; the answer carries the device id, its MQTT
+login (the password is shown once, stored hashed) and the server's public key, which
+signs the receipts. With an embedded broker (ROADMESH_BROKER_DIR) the login is added to
+the broker in the same transaction.
 """
 
 from __future__ import annotations
@@ -14,16 +14,22 @@ import base64
 import binascii
 import json
 import logging
-import os
-from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 import protocol
-from webapp.fleet.provisioning import ProvisioningError, new_device_id, register_device
+from broker import BrokerError
+from webapp import serverkey
+from webapp.fleet.provisioning import (
+    ProvisioningError,
+    broker_logins,
+    new_device_id,
+    register_device,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -37,27 +43,6 @@ def _basic_auth(request: HttpRequest) -> tuple[str, str] | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     return user, password
-
-
-def _broker_dir() -> Path | None:
-    explicit = os.environ.get("ROADMESH_BROKER_DIR")
-    if explicit:
-        return Path(explicit)
-    secret = os.environ.get("ROADMESH_MQTT_PASSWORD_FILE")
-    if secret and (Path(secret).parent / "mosquitto.conf").exists():
-        return Path(secret).parent
-    return None
-
-
-def _sync_broker() -> None:
-    broker_dir = _broker_dir()
-    if broker_dir is None:
-        return
-    from ingest.broker import BrokerConfig
-    from ingest.broker_sync import sync_password_file
-
-    port = int(os.environ.get("ROADMESH_MQTT_PORT", "1883"))
-    sync_password_file(BrokerConfig(run_dir=broker_dir, port=port))
 
 
 @csrf_exempt
@@ -81,23 +66,30 @@ def register(request: HttpRequest) -> JsonResponse:
         device_id = body.get("device_id") or new_device_id()
     except (ValueError, KeyError, TypeError, AttributeError, protocol.ProtocolError) as exc:
         return JsonResponse({"error": f"bad request: {exc}"}, status=400)
+    server = settings.SERVER
     try:
-        device, password = register_device(owner, str(device_id), public_key)  # type: ignore[arg-type]
+        device, password = register_device(
+            owner,  # type: ignore[arg-type]
+            str(device_id),
+            public_key,
+            broker_logins(server),
+        )
     except ProvisioningError as exc:
         return JsonResponse({"error": str(exc)}, status=409)
-    _sync_broker()
+    except BrokerError as exc:
+        logger.error("the broker refused the login of %s: %s", device_id, exc)
+        return JsonResponse({"error": f"the broker is unavailable: {exc}"}, status=503)
     logger.info("registered device %s for %s", device.device_id, owner.get_username())
     return JsonResponse(
         {
             "device_id": device.device_id,
             "mqtt": {
-                "host": os.environ.get(
-                    "ROADMESH_MQTT_PUBLIC_HOST", os.environ.get("ROADMESH_MQTT_HOST", "127.0.0.1")
-                ),
-                "port": int(os.environ.get("ROADMESH_MQTT_PORT", "1883")),
+                "host": server.mqtt_public_host,
+                "port": server.mqtt_port,
                 "username": device.device_id,
                 "password": password,
             },
+            "server_public_key": serverkey.public_key_hex(server.server_key_file),
         },
         status=201,
     )

@@ -11,8 +11,10 @@ from django.db import connection
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from ingest.store import ObjectStoreError, shared_store_from_env
+import protocol
+from webapp import serverkey
 from webapp.fleet.models import Device, Frame, RejectedMessage
+from webapp.images import ObjectStoreError, shared_store
 
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
@@ -137,7 +139,7 @@ def image(request: HttpRequest, sha256: str) -> HttpResponse:
     if not Frame.objects.filter(image_sha256=sha256).exists():
         return _error(404, "no frame has this image")
     try:
-        data = shared_store_from_env(settings.PATHS.image_dir).get(sha256)
+        data = shared_store(settings.SERVER).get(sha256)
     except KeyError:
         return _error(404, "image not in store")
     except ObjectStoreError:
@@ -164,6 +166,22 @@ def stats(request: HttpRequest) -> JsonResponse:
             "devices": Device.objects.count(),
             "frames": Frame.objects.count(),
             "frames_flagged": Frame.objects.filter(state=Frame.State.FLAGGED).count(),
+            "frames_pending": Frame.objects.filter(state=Frame.State.PENDING).count(),
             "rejected": rejected,
+        }
+    )
+
+
+def server_key(request: HttpRequest) -> JsonResponse:
+    """GET /api/v1/server-key -> the public key that signs receipts (docs/protocol.md)."""
+
+    key = serverkey.server_key(settings.SERVER.server_key_file)
+    raw = protocol.public_key_bytes(key)
+    return JsonResponse(
+        {
+            "algorithm": "ed25519",
+            "public_key": raw.hex(),
+            "key_id": protocol.key_id(raw).hex(),
+            "fingerprint": protocol.fingerprint(key),
         }
     )

@@ -1,7 +1,10 @@
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils.html import format_html_join
 
-from webapp.fleet.models import Device, Frame, RejectedMessage, VisionJob
+from webapp.fleet import lifecycle
+from webapp.fleet.models import Device, Frame, RejectedMessage
 
 
 @admin.register(Device)
@@ -53,13 +56,26 @@ class FrameAdmin(admin.ModelAdmin):
     search_fields = ("image_sha256", "device__device_id")
     date_hierarchy = "captured_at"
     readonly_fields = (
+        "state",
         "flags",
         "fraud_score",
         "phash",
         "server_sharpness",
         "server_brightness",
+        "image_checked_at",
+        "processed_at",
         "audited_at",
+        "rewarded_epoch",
     )
+    exclude = ("thumb",)
+    actions = ("exclude_from_rewards",)
+
+    @admin.action(description="Exclude from rewards (an operator flag)")
+    def exclude_from_rewards(self, request: HttpRequest, queryset: QuerySet[Frame]) -> None:
+        report = lifecycle.flag_by_operator(
+            queryset.values_list("pk", flat=True), f"excluded by {request.user} in the admin"
+        )
+        self.message_user(request, f"{len(report.flagged)} frames flagged")
 
     @admin.display(description="flags")
     def flag_checks(self, obj: Frame) -> str:
@@ -71,9 +87,3 @@ class RejectedMessageAdmin(admin.ModelAdmin):
     list_display = ("reason", "device_id", "seq", "topic", "times_seen", "last_seen_at")
     list_filter = ("reason",)
     search_fields = ("device_id", "payload_sha256", "detail")
-
-
-@admin.register(VisionJob)
-class VisionJobAdmin(admin.ModelAdmin):
-    list_display = ("frame", "state", "attempts", "created_at", "leased_until")
-    list_filter = ("state",)

@@ -35,10 +35,13 @@ class Device(models.Model):
 
 
 class Frame(models.Model):
+    """A stored frame. Its `state` is written by `webapp.fleet.lifecycle` only."""
+
     class State(models.TextChoices):
-        ACCEPTED = "accepted"  # stored, waiting for vision
-        FLAGGED = "flagged"  # stored, excluded from rewards (fraud/quality)
-        PROCESSED = "processed"  # vision done
+        PENDING = "pending"  # stored at the door; its image checks have not run yet
+        ACCEPTED = "accepted"  # every check so far passed: counts for rewards
+        FLAGGED = "flagged"  # kept as evidence, excluded from rewards (fraud / quality)
+        PROCESSED = "processed"  # accepted and processed by vision
 
     device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="frames")
     seq = models.BigIntegerField()
@@ -65,7 +68,7 @@ class Frame(models.Model):
     faces_blurred = models.PositiveIntegerField(default=0)
     plates_blurred = models.PositiveIntegerField(default=0)
     state = models.CharField(
-        max_length=16, choices=State.choices, default=State.ACCEPTED, db_index=True
+        max_length=16, choices=State.choices, default=State.PENDING, db_index=True
     )
     # Each flag: {"check": str, "score": float 0..1, "reason": str, "evidence": {...}} (ingest.fraud).
     flags = models.JSONField(default=list, blank=True)
@@ -82,7 +85,22 @@ class Frame(models.Model):
     # Server-side quality measured on a reduced decode (the device's own scores are claims).
     server_sharpness = models.FloatField(null=True, blank=True)
     server_brightness = models.FloatField(null=True, blank=True)
+    server_highlights = models.FloatField(null=True, blank=True)  # 99th grey percentile
+    # 64x36 grey thumbnail (2,304 bytes, row-major uint8) for the audit's camera check.
+    thumb = models.BinaryField(null=True, blank=True)
+    # The picture's motion from the device's previous frame (`visual_prev`, when it was
+    # captured at most a few seconds before): median corner flow as a share of the width,
+    # corners tracked, yaw in degrees (None: not measurable), mean grey change 0..1.
+    visual_prev = models.BigIntegerField(null=True, blank=True)
+    visual_flow = models.FloatField(null=True, blank=True)
+    visual_points = models.IntegerField(null=True, blank=True)
+    visual_yaw = models.FloatField(null=True, blank=True)
+    visual_change = models.FloatField(null=True, blank=True)
+    image_checked_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
     audited_at = models.DateTimeField(null=True, blank=True)
+    # The reward epoch this frame was counted in (webapp.fleet.lifecycle.mark_rewarded).
+    rewarded_epoch = models.PositiveIntegerField(null=True, blank=True, db_index=True)
 
     class Meta:
         constraints = [
@@ -113,28 +131,3 @@ class RejectedMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason} from {self.device_id or '?'}"
-
-
-class VisionJob(models.Model):
-    """One frame waiting for the detector; created in the same transaction as its Frame.
-
-    Vision workers lease pending jobs with `SELECT ... FOR UPDATE SKIP LOCKED` (PostgreSQL).
-    """
-
-    class State(models.TextChoices):
-        PENDING = "pending"
-        LEASED = "leased"
-        DONE = "done"
-        FAILED = "failed"
-
-    frame = models.OneToOneField(Frame, on_delete=models.CASCADE, related_name="vision_job")
-    state = models.CharField(
-        max_length=16, choices=State.choices, default=State.PENDING, db_index=True
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    leased_until = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    error = models.TextField(blank=True, default="")
-
-    def __str__(self) -> str:
-        return f"vision job for frame {self.frame_id} ({self.state})"

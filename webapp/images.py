@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
+from webapp.config import ServerSettings
+
 SYNC_THREADS = 8  # concurrent fsyncs: the filesystem journal commits them together
 
 _KEY_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -248,46 +250,23 @@ class S3ObjectStore:
             ) from exc
 
 
-def store_from_env(local_root: Path) -> ObjectStore:
-    """The store ROADMESH_IMAGE_STORE names: `local` (default, under `local_root`) or `s3`.
+def store_for(settings: ServerSettings) -> ObjectStore:
+    """The store the settings name: a local directory (default) or an S3 bucket.
 
-    For s3: ROADMESH_S3_BUCKET (required), ROADMESH_S3_PREFIX (default `images`),
-    ROADMESH_S3_ENDPOINT_URL (MinIO, Ceph ...), ROADMESH_S3_REGION; credentials come from
-    boto3's usual chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, an IAM role).
+    For s3, credentials come from boto3's usual chain (AWS_ACCESS_KEY_ID /
+    AWS_SECRET_ACCESS_KEY, a profile, an IAM role).
     """
-    return _store(Path(local_root), *_store_settings())
+    if settings.image_store == "s3":
+        assert settings.s3 is not None
+        s3 = settings.s3
+        return S3ObjectStore(
+            s3.bucket, prefix=s3.prefix, endpoint_url=s3.endpoint_url, region_name=s3.region
+        )
+    return LocalObjectStore(settings.image_dir)
 
 
-def shared_store_from_env(local_root: Path) -> ObjectStore:
-    """`store_from_env`, made once per process and setting: for request handlers (an S3
-    client is too costly to make per request)."""
-    return _shared_store(Path(local_root), *_store_settings())
-
-
-def _store_settings() -> tuple[str, str, str, str, str]:
-    from webapp.config import env_str
-
-    return (
-        env_str("IMAGE_STORE", "local").strip().lower(),
-        env_str("S3_BUCKET", ""),
-        env_str("S3_PREFIX", "images"),
-        env_str("S3_ENDPOINT_URL", ""),
-        env_str("S3_REGION", ""),
-    )
-
-
-def _store(
-    local_root: Path, kind: str, bucket: str, prefix: str, endpoint_url: str, region: str
-) -> ObjectStore:
-    from webapp.config import SettingsError
-
-    if kind == "local":
-        return LocalObjectStore(local_root)
-    if kind == "s3":
-        if not bucket:
-            raise SettingsError("ROADMESH_IMAGE_STORE=s3 needs ROADMESH_S3_BUCKET")
-        return S3ObjectStore(bucket, prefix=prefix, endpoint_url=endpoint_url, region_name=region)
-    raise SettingsError(f"ROADMESH_IMAGE_STORE={kind!r} is not one of: local, s3")
-
-
-_shared_store = functools.lru_cache(maxsize=8)(_store)
+@functools.lru_cache(maxsize=8)
+def shared_store(settings: ServerSettings) -> ObjectStore:
+    """`store_for`, made once per process and settings: for request handlers (an S3 client
+    is too costly to make per request)."""
+    return store_for(settings)
