@@ -361,6 +361,10 @@ def fleet_fairness(args: argparse.Namespace) -> tuple[float, float]:
     for group in sorted(by_group):
         print(f"  {group:18s} {by_group[group] / pool:7.2%} of the coverage pool")
     adversary = sum(v for g, v in by_group.items() if g not in ("honest", VICTIM)) / pool
+    print(
+        f"without the trust factor (min_trust 0, rescored from the published file): "
+        f"adversaries {_share_without_trust(Path(closed.epoch.inputs_file), devices, wallets):.2%}"
+    )
 
     # true fresh coverage of the honest drives, with the epoch's own weights
     honest = [d for d in devices if group_of(d) in ("honest", VICTIM)]
@@ -394,6 +398,24 @@ def fleet_fairness(args: argparse.Namespace) -> tuple[float, float]:
         f"honest drives: {len(names)}; Pearson r = {r:.3f}; published frames {len(published_inputs.frames)}"
     )
     return adversary, r
+
+
+def _share_without_trust(
+    inputs_file: Path, devices: list[dict[str, Any]], wallets: dict[str, str]
+) -> float:
+    """The adversaries' coverage share had the fraud checks' trust not zeroed any device:
+    what the scoring's own rules (per-owner effort, repeats, quality, caps) leave them."""
+    import dataclasses
+
+    from rewards.inputs import EpochInputs
+    from rewards.scoring import score
+
+    inputs = EpochInputs.read(inputs_file)
+    inputs = dataclasses.replace(inputs, params=dataclasses.replace(inputs.params, min_trust=0.0))
+    s = score(inputs)
+    paid = dict(zip(s.accounts["wallet"], s.accounts["coverage_amount"], strict=True))
+    bad = {wallets[d["device_id"]] for d in devices if group_of(d) not in ("honest", VICTIM)}
+    return sum(int(paid.get(w, 0)) for w in bad) / s.coverage_pool
 
 
 def _history_rows(before: datetime) -> list[Any]:
