@@ -63,6 +63,7 @@ class _Row:
     t: float
     lat: float
     lon: float
+    speed: float | None
     flags: list[dict[str, object]]
     audited: bool
     checked: bool  # its image checks ran: the facts below are there
@@ -74,7 +75,7 @@ class _Row:
 
     @property
     def point(self) -> fraud.TrackPoint:
-        return fraud.TrackPoint(self.id, self.seq, self.t, self.lat, self.lon)
+        return fraud.TrackPoint(self.id, self.seq, self.t, self.lat, self.lon, self.speed)
 
 
 ROW_FIELDS = (
@@ -83,6 +84,7 @@ ROW_FIELDS = (
     "captured_at",
     "lat",
     "lon",
+    "speed_mps",
     "flags",
     "audited_at",
     "image_checked_at",
@@ -139,8 +141,10 @@ class Auditor:
     def audit_device(self, device: Device, report: AuditReport, *, full: bool = False) -> list[int]:
         """Audit one device's track; returns the ids of the frames it looked at anew."""
         rows = [
-            _Row(i, s, c.timestamp(), la, lo, list(fl or []), a is not None, chk is not None, *v)
-            for i, s, c, la, lo, fl, a, chk, *v in Frame.objects.filter(device=device)
+            _Row(
+                i, s, c.timestamp(), la, lo, sp, list(fl or []), a is not None, chk is not None, *v
+            )
+            for i, s, c, la, lo, sp, fl, a, chk, *v in Frame.objects.filter(device=device)
             .order_by("captured_at", "seq")
             .values_list(*ROW_FIELDS)
         ]
@@ -166,6 +170,8 @@ class Auditor:
             new = fraud.check_motion(row.point, points[start:i], pol)
             if not new:
                 new += fraud.check_acceleration(points[max(0, i - 2) : i + 1], pol)
+            if not new and i:
+                new += fraud.check_kinematics(points[i - 1], row.point, pol)
             jumps.update((i, f) for f in new if f.check in JUMPS)
             stationary = fraud.check_stationary(
                 row.point, points[max(0, i - STATIONARY_LOOKBACK) : i], pol
@@ -466,7 +472,10 @@ def _unconfirmed_near_duplicate(
         return None
     m = checked.get((min(r.id, o.id), max(r.id, o.id))) or feats.compare(r.sha, o.sha)
     if o.device == r.device:
-        if m.detail_ncc >= pol.copy_min_ncc:
+        # The same picture again is a re-sent one only when it claims another place: a car
+        # standing at one spot for minutes takes the same picture, honestly.
+        moved = fraud.distance_m(r.lat, r.lon, o.lat, o.lon) > pol.gnss_noise_m
+        if m.detail_ncc >= pol.copy_min_ncc and moved:
             return None
     elif copier.get((min(r.device, o.device), max(r.device, o.device))) == r.device:
         return None

@@ -321,12 +321,15 @@ class Door:
     ) -> list[fraud.Flag]:
         """The door's flags: the device's recent track (oldest first) and an identical image."""
         pol = self.policy.fraud
+        pos = frame.position
         point = fraud.TrackPoint(
-            None, frame.seq, frame.captured_at_us / 1e6, frame.position.lat, frame.position.lon
+            None, frame.seq, frame.captured_at_us / 1e6, pos.lat, pos.lon, pos.speed_mps
         )
         flags = fraud.check_motion(point, earlier, pol)
         if not flags:
             flags += fraud.check_acceleration([*earlier[-2:], point], pol)
+        if not flags and earlier:
+            flags += fraud.check_kinematics(earlier[-1], point, pol)
         flags += fraud.check_stationary(point, earlier, pol)
         if same is not None:
             evidence = {"other_frame": same[0], "other_device": same[1], "other_seq": same[2]}
@@ -405,7 +408,7 @@ class Door:
 
 
 SameImage = tuple[int, str, int]  # (frame id, device id, seq) of a stored frame, same SHA-256
-Row = tuple[int, int, datetime, float, float]  # (id, seq, captured_at, lat, lon)
+Row = tuple[int, int, datetime, float, float, float | None]  # id, seq, captured_at, lat, lon, speed
 
 
 @dataclass
@@ -573,7 +576,7 @@ class _Batch:
             rows = list(
                 Frame.objects.filter(device_id=pk, captured_at__lte=t)
                 .order_by("-captured_at")
-                .values_list("id", "seq", "captured_at", "lat", "lon")[:limit]
+                .values_list("id", "seq", "captured_at", "lat", "lon", "speed_mps")[:limit]
             )
             tracks[pk] = (rows, len(rows) >= limit)
         return tracks
@@ -591,7 +594,7 @@ class _Batch:
                 Frame.objects.filter(device=device, captured_at__lte=t)
                 .exclude(seq=frame.seq)
                 .order_by("-captured_at")
-                .values_list("id", "seq", "captured_at", "lat", "lon")[:RECENT_FRAMES]
+                .values_list("id", "seq", "captured_at", "lat", "lon", "speed_mps")[:RECENT_FRAMES]
             )
         pending = [
             (
@@ -600,13 +603,15 @@ class _Batch:
                 n.frame.captured_at,
                 n.frame.position.lat,
                 n.frame.position.lon,
+                n.frame.position.speed_mps,
             )
             for n in self.new
             if n.device.pk == device.pk and n.frame.captured_at <= t and n.frame.seq != frame.seq
         ]
         merged = sorted([*stored, *pending], key=lambda r: r[2], reverse=True)[:RECENT_FRAMES]
         return [
-            fraud.TrackPoint(i, s, c.timestamp(), la, lo) for i, s, c, la, lo in reversed(merged)
+            fraud.TrackPoint(i, s, c.timestamp(), la, lo, v)
+            for i, s, c, la, lo, v in reversed(merged)
         ]
 
     def _insert(self) -> None:

@@ -98,6 +98,10 @@ class FraudPolicy:
     camera_min_sharpness: float = 100.0
     camera_dark_brightness: float = 40.0  # median grey below this ...
     camera_dark_highlights: float = 80.0  # ... with its brightest pixels this dim: underexposed
+    # What any car can do between two frames, from the speeds the receiver reported at each:
+    # accelerate at most this much on average (a 0-300 km/h in 14 s hypercar) ...
+    max_launch_mps2: float = 6.0
+    max_brake_mps2: float = 10.0  # ... and brake at most this hard (about 1 g)
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,7 @@ class TrackPoint:
     t: float  # unix seconds of capture
     lat: float
     lon: float
+    speed_mps: float | None = None  # what the receiver reported (Doppler), when it did
 
 
 def unix_s(dt: datetime) -> float:
@@ -188,6 +193,55 @@ def check_motion(
         ]
     return [
         Flag(Check.IMPOSSIBLE_SPEED, 0.9, "moved faster than any car between two frames", evidence)
+    ]
+
+
+def max_distance_m(v1: float, v2: float, dt: float, policy: FraudPolicy) -> float:
+    """The farthest a car gets in `dt` seconds starting at speed `v1` and ending at `v2`:
+    full throttle (`max_launch_mps2`), a cruise at `max_speed_mps` if it gets there, full
+    braking (`max_brake_mps2`)."""
+    up, down, top = policy.max_launch_mps2, policy.max_brake_mps2, policy.max_speed_mps
+    v1, v2 = min(max(v1, 0.0), top), min(max(v2, 0.0), top)
+    peak = (dt + v1 / up + v2 / down) / (1 / up + 1 / down)
+    if peak <= top:
+        t1, t2 = max(0.0, (peak - v1) / up), max(0.0, (peak - v2) / down)
+        return (v1 + peak) / 2 * t1 + (peak + v2) / 2 * t2
+    t1, t2 = (top - v1) / up, (top - v2) / down
+    return (v1 + top) / 2 * t1 + (top + v2) / 2 * t2 + top * max(0.0, dt - t1 - t2)
+
+
+def check_kinematics(prev: TrackPoint, cur: TrackPoint, policy: FraudPolicy) -> list[Flag]:
+    """The distance between a device's consecutive frames must be one a car can drive in the
+    time between them, starting and ending at the speeds its receiver reported. A position
+    jump hidden in a stop (the car stands at a light, its claimed position moves a
+    kilometre, then it drives off: no frame is kept while it stands) needs an average speed
+    no limit forbids, but not from standing to standing."""
+    if prev.speed_mps is None or cur.speed_mps is None:
+        return []
+    dt = cur.t - prev.t
+    if not 0 < dt <= policy.session_gap_s:
+        return []
+    d = distance_m(prev.lat, prev.lon, cur.lat, cur.lon)
+    reach = max_distance_m(prev.speed_mps, cur.speed_mps, dt, policy) + 2 * policy.gnss_noise_m
+    if d <= reach:
+        return []
+    evidence = {
+        "other_frame": prev.frame_id,
+        "other_seq": prev.seq,
+        "distance_m": round(d, 1),
+        "dt_s": round(dt, 3),
+        "speed_before_mps": round(prev.speed_mps, 2),
+        "speed_after_mps": round(cur.speed_mps, 2),
+        "max_distance_m": round(reach, 1),
+    }
+    return [
+        Flag(
+            Check.IMPOSSIBLE_SPEED,
+            0.9,
+            f"moved {d:.0f} m in {dt:.1f} s between reported speeds of {prev.speed_mps:.1f} and"
+            f" {cur.speed_mps:.1f} m/s; no car covers more than {reach:.0f} m so",
+            evidence,
+        )
     ]
 
 

@@ -8,7 +8,8 @@ pending frames in capture order, up to `max_frames` a lease:
 * the facts other checks read later without decoding: the perceptual hash (and its four
   bands), server-side sharpness, brightness and highlights, a 64x36 thumbnail (the
   audit's camera check), and the motion of the picture since the device's previous frame
-  (tracked corners, yaw, mean change: the audit's still-picture and turn checks);
+  (tracked corners, yaw, mean change: the audit's still-picture and turn checks), when
+  that frame is at most 5 s older;
 * flags: `near_duplicate_image` (a stored frame of another device, or of the same device
   more than 120 s apart, within `near_duplicate_bits` of its pHash), `low_quality`, and
   `undecodable_image` for a JPEG whose header passed but whose data does not decode.

@@ -46,7 +46,7 @@ class Fleet:
         n: int,
         seed: int = 0,
         receipt_timeout_s: float = 60.0,
-        **drive: object,
+        **drive_args: object,
     ) -> None:
         self.devices: list[TestDevice] = []
         for i in range(n):
@@ -60,7 +60,7 @@ class Fleet:
                 key,
                 seed=seed * 1000 + i,
                 lat=60.17 + 0.001 * i,
-                **drive,  # type: ignore[arg-type]
+                **drive_args,  # type: ignore[arg-type]
             )
             uplink = MqttUplink(identity, key, outbox, max_in_flight=32)
             self.devices.append(TestDevice(device_id, drive, outbox, uplink))

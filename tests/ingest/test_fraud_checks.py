@@ -6,6 +6,7 @@ import math
 
 import cv2
 import numpy as np
+import pytest
 
 from ingest import fraud, tracks
 from ingest.fraud import Check, FraudPolicy, TrackPoint
@@ -240,3 +241,26 @@ def test_driving_round_the_same_block_again_and_again_is_low_novelty_and_a_long_
     assert tracks.check_revisits(straight(300), POL) == {}
     both = tracks.check_novelty(pts, POL)[0]
     assert {"gyration_m", "revisit_share", "cells_per_km"} <= set(both.evidence)
+
+
+def test_the_farthest_a_car_gets_follows_its_speeds_at_both_ends() -> None:
+    # standing to standing in 10 s: 6 m/s2 up to 37.5 m/s, 10 m/s2 down: 187.5 m
+    assert fraud.max_distance_m(0.0, 0.0, 10.0, POL) == pytest.approx(187.5)
+    # cruising 30 m/s for 20 s can go faster in between, and at most at 70 m/s
+    assert 600.0 < fraud.max_distance_m(30.0, 30.0, 20.0, POL) < 70.0 * 20
+
+
+def test_a_jump_hidden_in_a_stop_is_impossible_and_a_long_gap_at_speed_is_not() -> None:
+    a = TrackPoint(1, 1, 0.0, 60.17, 24.94, speed_mps=1.7)
+    far = TrackPoint(2, 2, 22.6, 60.17 + 1159 / 111_195, 24.94, speed_mps=3.6)
+    (flag,) = fraud.check_kinematics(a, far, POL)
+    assert flag.check == Check.IMPOSSIBLE_SPEED and flag.evidence["distance_m"] == pytest.approx(
+        1159, abs=2
+    )
+    cruise = TrackPoint(3, 2, 22.6, 60.17 + 600 / 111_195, 24.94, speed_mps=27.0)
+    assert (
+        fraud.check_kinematics(TrackPoint(1, 1, 0.0, 60.17, 24.94, speed_mps=26.0), cruise, POL)
+        == []
+    )
+    unknown = TrackPoint(2, 2, 22.6, 60.17 + 1159 / 111_195, 24.94)
+    assert fraud.check_kinematics(a, unknown, POL) == []

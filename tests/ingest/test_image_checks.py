@@ -130,3 +130,13 @@ def test_a_lease_covers_at_most_max_frames_and_the_rest_stays_due(
     assert Job.objects.get().state == "pending"
     ingest.check_images()
     assert not Frame.objects.filter(state="pending").exists()
+
+
+def test_the_image_check_refuses_a_decompression_bomb_too() -> None:
+    from ingest.imaging import ImageDecodeError, reduced_grey
+
+    sof = b"\xff\xc0\x00\x11\x08" + (4880).to_bytes(2, "big") + (8192).to_bytes(2, "big")
+    sof += b"\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01"
+    bomb = b"\xff\xd8" + sof + bytes(580) + b"\xff\xd9"
+    with pytest.raises(ImageDecodeError, match="pixels a byte"):
+        reduced_grey(bomb, max_pixels_per_byte=1024)
