@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from pathlib import Path
@@ -213,3 +214,23 @@ def test_a_wrong_password_is_refused_at_login(stack: LocalStack) -> None:
         assert refused.wait(5)
     finally:
         client.loop_stop()
+
+
+def test_frames_the_server_refuses_are_reported_by_the_replay_and_listed_by_edge_status(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """A drive recorded long ago: every frame is refused as stale, and the device knows it
+    from the receipts (the broker had taken them all)."""
+    device_dir = stack.provision("dev-stale")
+    drive = tmp_path / "stale"
+    stack.roadmesh(
+        "sim", "drive", "--out", str(drive), "--minutes", "1", "--start", "2024-01-02T08:00:00Z"
+    )
+    result = stack.replay(drive, device_dir)
+    assert result.returncode == 0, result.stdout + result.stderr  # every frame has a receipt
+    match = re.search(r"(\d+) stored and (\d+) rejected \(receipts\)", result.stdout)
+    assert match and match.group(1) == "0" and int(match.group(2)) > 0, result.stdout
+    assert f"rejected by the server: timestamp_stale {match.group(2)}" in result.stdout
+    status = stack.roadmesh("edge", "status", "--device-dir", str(device_dir)).stdout
+    assert f"{match.group(2)} rejected by the server" in status
+    assert "rejected frame 1: timestamp_stale: captured" in status

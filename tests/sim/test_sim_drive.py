@@ -69,3 +69,13 @@ def test_farmers_and_campers_stay_put(mode: str) -> None:
     e, n = sim.traj.east, sim.traj.north
     extent = max(e.max() - e.min(), n.max() - n.min())
     assert extent < (0.01 if mode == "parked" else 900.0)
+
+
+def test_a_drive_starts_yesterday_by_default_so_the_server_takes_its_frames() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sim.drive import default_start
+
+    start = default_start(3)
+    assert timedelta(hours=12) < datetime.now(UTC) - start < timedelta(days=2)
+    assert default_start(3) == start  # the same for a seed (on the same day)
