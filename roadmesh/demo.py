@@ -4,14 +4,16 @@ Starts Mosquitto (generated config), migrates a SQLite database, starts an inges
 an image-check worker and the web server; renders a small simulated fleet over the sample
 world (honest and adversarial drivers); provisions each device and replays its recorded
 drive (MP4 + NMEA) through the real edge pipeline (sampling, privacy, signing, outbox,
-MQTT, receipts); waits for the image checks, runs the fraud audit; then serves the map and
-API until Ctrl-C.
+MQTT, receipts); waits for the image checks, runs the fraud audit; on a local dev chain
+(anvil) deploys the reward token and distributor and closes the first epoch; then serves
+the map and API until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from datetime import UTC, datetime, timedelta
@@ -31,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--port", type=int, default=8000, help="web port (default 8000)")
     parser.add_argument("--mqtt-port", type=int, default=18830, help="broker port (default 18830)")
+    parser.add_argument(
+        "--chain-port", type=int, default=18545, help="local chain (anvil) port (default 18545)"
+    )
     parser.add_argument("--devices", type=int, default=4, help="simulated devices (default 4)")
     parser.add_argument(
         "--minutes", type=float, default=1.0, help="minutes each device drives (default 1)"
@@ -54,6 +59,8 @@ def world_bbox() -> str:
 
 def run(args: argparse.Namespace) -> int:
     from broker import BrokerError
+    from contracts.anvil import Anvil
+    from contracts.errors import ChainError
     from roadmesh.stack import LocalStack, StackError
 
     if args.devices < 1 or args.minutes <= 0:
@@ -63,12 +70,17 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(run_dir)
     stack = LocalStack(run_dir=run_dir, mqtt_port=args.mqtt_port, web_port=args.port)
     started = time.monotonic()
+    chain: Anvil | None = None
     try:
         step("starting Mosquitto, an ingest worker, an image-check worker and the web server")
         stack.start()
         step(
             f"broker on 127.0.0.1:{args.mqtt_port}, database {run_dir / 'data' / 'roadmesh.sqlite3'}"
         )
+        chain = Anvil.start(args.chain_port)
+        os.environ["ROADMESH_CHAIN_RPC_URL"] = chain.url  # the commands below use it
+        deployed = stack.roadmesh("rewards", "deploy")
+        step(f"local chain (anvil) on {chain.url}: {deployed.stdout.strip().splitlines()[-1]}")
         fleet_dir = run_dir / "fleet"
         # Recent capture times: the server refuses frames from the future or too far back.
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=args.minutes + 10)
@@ -96,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
         stack.wait_image_checked(timeout=600)
         audit = stack.roadmesh("ingest", "audit", timeout=1800)
         step(f"fraud audit: {audit.stdout.strip()}")
+        closed = stack.roadmesh("rewards", "close-epoch", timeout=600)
+        for line in closed.stdout.strip().splitlines()[-3:]:
+            step(f"rewards: {line}")
         stats = stack.stats()
         bbox = world_bbox()
         n = len(stack.get_json(f"/api/v1/frames?bbox={bbox}&limit=10000")["features"])
@@ -117,13 +132,15 @@ def run(args: argparse.Namespace) -> int:
         while all(p.poll() is None for p in stack.processes.values()):
             time.sleep(1)
         raise CommandError("a demo process exited; see the logs in " + str(run_dir / "logs"))
-    except (StackError, BrokerError) as exc:
+    except (StackError, BrokerError, ChainError) as exc:
         raise CommandError(str(exc)) from None
     except KeyboardInterrupt:
         print("\nstopping", flush=True)
         return 0
     finally:
         stack.stop()
+        if chain is not None:
+            chain.stop()
 
 
 def drive_fleet(stack: Any, fleet_dir: Path) -> None:
@@ -133,7 +150,9 @@ def drive_fleet(stack: Any, fleet_dir: Path) -> None:
     for device in fleet["devices"]:
         device_id = device["device_id"]
         if device_id not in device_dirs:
-            device_dirs[device_id] = stack.provision(device_id, owner=f"driver-{device_id}")
+            device_dirs[device_id] = stack.provision(
+                device_id, owner=f"driver-{device_id}", wallet=demo_wallet(device_id)
+            )
         result = stack.replay(
             fleet_dir / "devices" / device["dir"], device_dirs[device_id], timeout=600
         )
@@ -143,6 +162,13 @@ def drive_fleet(stack: Any, fleet_dir: Path) -> None:
             step(
                 f"  {device['dir']}: replay exited {result.returncode}: {result.stderr.strip()[-500:]}"
             )
+
+
+def demo_wallet(name: str) -> str:
+    """A made-up wallet address for a demo owner (the first 20 bytes of SHA-256 of its name)."""
+    import hashlib
+
+    return "0x" + hashlib.sha256(f"roadmesh-demo:{name}".encode()).hexdigest()[:40]
 
 
 def step(message: str) -> None:

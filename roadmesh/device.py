@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     prov.add_argument(
         "--create-owner", action="store_true", help="create the owner as a driver if missing"
     )
+    prov.add_argument("--wallet", default="", help="the created owner's wallet address (0x...)")
     prov.add_argument("--device-id", help="device id (default: dev-<random>)")
     prov.add_argument(
         "--out", type=Path, required=True, help="device directory to write key and login into"
@@ -61,7 +62,15 @@ def _provision(args: argparse.Namespace) -> int:
             raise CommandError(
                 f"no user {args.owner!r} (use --create-owner to create a driver account)"
             )
-        owner = User.objects.create_user(username=args.owner, role=User.Role.DRIVER)
+        from webapp.accounts.models import validate_wallet
+
+        try:
+            validate_wallet(args.wallet)
+        except Exception as exc:
+            raise CommandError(f"--wallet: {exc}") from None
+        owner = User.objects.create_user(
+            username=args.owner, role=User.Role.DRIVER, wallet_address=args.wallet
+        )
     device_id = args.device_id or new_device_id()
     if not protocol.is_valid_device_id(device_id):
         raise CommandError(f"device id {device_id!r} must match {protocol.DEVICE_ID_PATTERN}")

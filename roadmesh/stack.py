@@ -205,7 +205,7 @@ class LocalStack:
         remove_state(self.broker_config)
 
     # -- devices and data ---------------------------------------------------------------
-    def provision(self, device_id: str, owner: str = "driver1") -> Path:
+    def provision(self, device_id: str, owner: str = "driver1", wallet: str = "") -> Path:
         device_dir = self.run_dir / "devices" / device_id
         self.roadmesh(
             "device",
@@ -219,6 +219,7 @@ class LocalStack:
             str(device_dir),
             "--mqtt-port",
             str(self.mqtt_port),
+            *(("--wallet", wallet) if wallet else ()),
         )
         return device_dir
 

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from webapp import pages
 from webapp.api import devices
@@ -13,5 +13,6 @@ urlpatterns = [
     path("api/v1/stats", api.stats, name="api-stats"),
     path("api/v1/devices", devices.register, name="api-devices"),
     path("api/v1/server-key", api.server_key, name="api-server-key"),
+    path("api/v1/rewards/", include("webapp.payouts.urls")),
     path("healthz", api.health, name="health"),
 ]

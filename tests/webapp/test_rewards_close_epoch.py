@@ -191,7 +191,6 @@ def test_an_epoch_with_nothing_to_pay_is_closed_empty(
     assert chain.pending_epoch() == 0 and chain.active_epoch() == 0
 
 
-@pytest.mark.urls("tests.webapp.rewards_urls")
 def test_the_api_serves_a_wallets_proof_and_the_published_files(
     client: Client, closer: Callable[[datetime], Epoch]
 ) -> None:
