@@ -17,8 +17,13 @@ pending frames in capture order, up to `max_frames` a lease:
 Then `lifecycle.record_image_checks` writes it all and moves each frame out of `pending`,
 in the job's transaction (webapp.jobs.worker). A frame that arrived out of order makes the
 motion of the already-checked frame after it wrong: that frame is measured again (a
-second decode, for out-of-order frames only). The vision job's detection will run on
-this same decode.
+second decode, for out-of-order frames only).
+
+With a `stage` (the vision job, `webapp.mapping.vision_job.VisionStage`: detection, then
+the privacy re-check), each frame's JPEG, read from the store once, is also decoded once
+in colour at full size, and the stage runs on those pixels in the same transaction, after
+the checks, on the frames still accepted. The checks' own reduced grey decode is unchanged
+(libjpeg's DCT scaling: about a tenth of a full decode), so their numbers do not move.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import reduce
+from typing import Protocol
 
 import numpy as np
 from django.db.models import Q
@@ -51,6 +57,7 @@ from webapp.fleet import lifecycle
 from webapp.fleet.models import Device, Frame
 from webapp.images import ObjectStore
 from webapp.jobs.queue import Lease
+from webapp.mapping.vision_job import DecodedFrame, decode_colour
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +78,12 @@ class _Frame:
     visual_prev: int | None
 
 
+class FrameStage(Protocol):
+    """What runs after the checks on the same decode (the vision job)."""
+
+    def process(self, frames: list[DecodedFrame]) -> object: ...
+
+
 @dataclass
 class ImageCheckHandler:
     """The `image_check` job handler (webapp.jobs.worker.Handler)."""
@@ -79,8 +92,11 @@ class ImageCheckHandler:
     policy: IntakePolicy = field(default_factory=IntakePolicy)
     max_frames: int = 200
     kind: str = lifecycle.IMAGE_CHECK
+    stage: FrameStage | None = None
     decodes: int = 0  # JPEG decodes made (a benchmark counts them)
+    colour_decodes: int = 0  # full colour decodes for the stage
     _greys: OrderedDict[str, np.ndarray | None] = field(default_factory=OrderedDict)
+    _jpegs: dict[str, bytes] = field(default_factory=dict)  # this lease's bytes, for the stage
 
     def run(self, lease: Lease) -> bool:
         device = Device.objects.filter(device_id=lease.key).first()
@@ -129,7 +145,29 @@ class ImageCheckHandler:
         self._near_duplicates(device, pending, results)
         self._motion(device, pending, results, facts_by_id)
         lifecycle.record_image_checks(results)
+        if self.stage is not None:
+            self.stage.process(self._colour(pending, facts_by_id))
+        self._jpegs.clear()
         return more
+
+    def _colour(
+        self, pending: list[_Frame], facts_by_id: dict[int, tuple[np.ndarray, bytes] | None]
+    ) -> list[DecodedFrame]:
+        out = []
+        for row in pending:
+            if facts_by_id.get(row.id) is None:
+                continue  # undecodable: flagged, nothing to detect
+            data = self._jpegs.get(row.sha)
+            if data is None:  # its grey came from the cache of an earlier lease
+                try:
+                    data = self.store.get(row.sha)
+                except KeyError:
+                    continue
+            self.colour_decodes += 1
+            image = decode_colour(data)
+            if image is not None:
+                out.append(DecodedFrame(row.id, image))
+        return out
 
     # -- decoding -------------------------------------------------------------------------
     def _grey(self, sha: str) -> np.ndarray | None:
@@ -138,8 +176,11 @@ class ImageCheckHandler:
             return self._greys[sha]
         try:
             self.decodes += 1
+            data = self.store.get(sha)
+            if self.stage is not None:
+                self._jpegs[sha] = data
             grey: np.ndarray | None = reduced_grey(
-                self.store.get(sha),
+                data,
                 max_pixels=self.policy.max_pixels,
                 max_pixels_per_byte=self.policy.max_pixels_per_byte,
             )

@@ -11,6 +11,7 @@ Conventions
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -129,3 +130,18 @@ def pixel_ray(u: float, v: float, pose: Pose, intr: Intrinsics) -> FloatArray:
     d_cam = np.array([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, 1.0])
     d = pose.rotation().T @ d_cam
     return np.asarray(d / np.linalg.norm(d), dtype=np.float64)
+
+
+_REF = re.compile(r"(?:^|-)(\d+(?:\.\d+)?)-(\d+)x(\d+)$")
+DEFAULT_HFOV_DEG = 120.0
+
+
+def intrinsics_for(ref: str, width: int, height: int) -> Intrinsics:
+    """Intrinsics of an image from a device's `intrinsics_ref` ("dashcam-120-1280x720":
+    horizontal field of view in degrees, then the size they were measured at), scaled to
+    the image's own size. An unknown reference gets the default 120 degree dashcam."""
+    m = _REF.search(ref or "")
+    hfov = float(m.group(1)) if m else DEFAULT_HFOV_DEG
+    if not 10.0 <= hfov < 175.0:
+        hfov = DEFAULT_HFOV_DEG
+    return Intrinsics.from_hfov(width, height, hfov)

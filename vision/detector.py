@@ -400,6 +400,10 @@ class YoloDetector:
         return self.info.names
 
     @property
+    def model_sha256(self) -> str:
+        return self.info.sha256
+
+    @property
     def model_version(self) -> str:
         """`<version>@<sha256 prefix>`: what a Detection row records about the model."""
         return f"{self.info.version}@{self.info.sha256[:12]}"

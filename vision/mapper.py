@@ -234,7 +234,7 @@ class Feature:
     cov: FloatArray
     facing_deg: float
     passes: list[Pass]
-    state: str = "candidate"  # candidate | confirmed | removed
+    status: str = "candidate"  # candidate | confirmed | removed
     missed_passes: int = 0  # passes since the last sighting that should have seen it
 
     @property
@@ -384,7 +384,7 @@ def states(
         else None
     )
     for f in features:
-        f.state = "confirmed" if len(f.passes) >= s.confirm_passes else "candidate"
+        f.status = "confirmed" if len(f.passes) >= s.confirm_passes else "candidate"
         if tree is None or track is None:
             continue
         visits = _visits(f, track, tree, s)
@@ -394,8 +394,8 @@ def states(
         ]
         last_seen = max((i for i, v in enumerate(seen) if v), default=-1)
         f.missed_passes = len(seen) - 1 - last_seen if last_seen >= 0 else 0
-        if f.state == "confirmed" and f.missed_passes >= s.remove_after:
-            f.state = "removed"
+        if f.status == "confirmed" and f.missed_passes >= s.remove_after:
+            f.status = "removed"
 
 
 def build_map(

@@ -105,7 +105,7 @@ def test_passes_with_independent_gnss_errors_average_out():
     (f,) = build_map(obs)
     err = math.hypot(f.east - 2.0, f.north - 30.0)
     assert err < 1.5
-    assert f.state == "confirmed"
+    assert f.status == "confirmed"
     assert (len(f.passes), f.devices) == (6, 3)
     assert f.label == "speed_limit_50"
     assert abs((f.facing_deg - 180.0 + 180) % 360 - 180) < 30
@@ -115,7 +115,7 @@ def test_passes_with_independent_gnss_errors_average_out():
 
 def test_one_pass_is_a_candidate():
     (f,) = build_map(drive_north(0.0, "d1", 0, np.zeros(2)))
-    assert f.state == "candidate"
+    assert f.status == "candidate"
 
 
 def test_signs_back_to_back_are_two_features():
@@ -151,9 +151,9 @@ def test_a_feature_that_three_passes_drove_by_without_seeing_is_removed():
     obs = drive_north(0.0, "d1", 0, np.zeros(2)) + drive_north(1000.0, "d2", 100, np.zeros(2))
     blind = [("d1", 2000.0), ("d3", 3000.0)]
     (f,) = build_map(obs, track_of(seen + blind))
-    assert (f.state, f.missed_passes) == ("confirmed", 2)
+    assert (f.status, f.missed_passes) == ("confirmed", 2)
     (f,) = build_map(obs, track_of([*seen, *blind, ("d2", 4000.0)]))
-    assert (f.state, f.missed_passes) == ("removed", 3)
+    assert (f.status, f.missed_passes) == ("removed", 3)
 
 
 def test_a_pass_that_sees_it_again_resets_the_count():
@@ -171,7 +171,7 @@ def test_a_pass_that_sees_it_again_resets_the_count():
         ("d3", 5000.0),
     ]
     (f,) = build_map(obs, track_of(runs))
-    assert (f.state, f.missed_passes) == ("confirmed", 0)
+    assert (f.status, f.missed_passes) == ("confirmed", 0)
 
 
 def test_matching_is_one_to_one_same_label_nearest_first():

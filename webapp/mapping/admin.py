@@ -1,11 +1,27 @@
 from django.contrib import admin
 
-from webapp.mapping.models import Detection, MapFeature, ReviewTask, Vote
+from webapp.mapping.models import (
+    DerivedImage,
+    Detection,
+    MapFeature,
+    PrivacyTally,
+    ReviewTask,
+    Vote,
+)
 
 
 @admin.register(Detection)
 class DetectionAdmin(admin.ModelAdmin):
-    list_display = ("label", "confidence", "frame", "feature", "model_version", "created_at")
+    list_display = (
+        "label",
+        "confidence",
+        "frame",
+        "feature",
+        "bearing_deg",
+        "range_m",
+        "model_version",
+        "created_at",
+    )
     list_filter = ("label", "model_version")
 
 
@@ -17,11 +33,13 @@ class MapFeatureAdmin(admin.ModelAdmin):
         "lon",
         "uncertainty_m",
         "status",
+        "status_by",
         "n_passes",
         "n_devices",
+        "missed_passes",
         "last_seen_at",
     )
-    list_filter = ("label", "status")
+    list_filter = ("label", "status", "status_by")
 
 
 @admin.register(ReviewTask)
@@ -34,3 +52,24 @@ class ReviewTaskAdmin(admin.ModelAdmin):
 class VoteAdmin(admin.ModelAdmin):
     list_display = ("task", "reviewer", "verdict", "label", "created_at")
     list_filter = ("verdict",)
+
+
+@admin.register(DerivedImage)
+class DerivedImageAdmin(admin.ModelAdmin):
+    list_display = ("frame", "faces", "plates", "image_sha256", "source_sha256", "model_version")
+    readonly_fields = ("boxes",)
+
+
+@admin.register(PrivacyTally)
+class PrivacyTallyAdmin(admin.ModelAdmin):
+    """Devices whose own privacy step misses faces or plates: a fact operators need."""
+
+    list_display = (
+        "device",
+        "frames_checked",
+        "frames_with_misses",
+        "faces_missed",
+        "plates_missed",
+        "updated_at",
+    )
+    ordering = ("-frames_with_misses",)
