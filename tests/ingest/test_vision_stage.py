@@ -42,7 +42,7 @@ class FakeDetector:
         if self.fail:
             raise RuntimeError("the GPU fell off the bus")
         out = []
-        for im in images:
+        for _im in images:
             self.images += 1
             found = [Found(0, "stop", 0.9, 300.0, 50.0, 330.0, 80.0)]
             if self.images % 3 == 1:
