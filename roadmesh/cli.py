@@ -21,7 +21,7 @@ COMMANDS: dict[str, str] = {
     "ingest": "ingest.cli",
     "web": "webapp.cli",
     "sim": "sim.cli",
-    "vision": "vision.cli",
+    "vision": "ingest.vision_cli",  # vision.cli plus its server processes (worker, map)
     "rewards": "webapp.cli_rewards",
     "demo": "roadmesh.demo",
 }

@@ -116,7 +116,8 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise _error(str(exc)) from exc
     out = Path(args.out)
-    stats = run_fleet(plan, out, args.workers, _world_dir(args))
+    features = {"v1": "features.geojson", "v2": "features_v2.geojson"}[args.features]
+    stats = run_fleet(plan, out, args.workers, _world_dir(args), features_file=features)
     roles: dict[str, int] = {}
     for d in plan.devices:
         roles[d.role] = roles.get(d.role, 0) + 1
@@ -263,6 +264,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("--gnss-hz", type=float, default=1.0)
     q.add_argument("--light", default="day")
     q.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
+    q.add_argument(
+        "--features",
+        choices=("v1", "v2"),
+        default="v1",
+        help="which version of the world's features stands (v2: some removed, added, moved)",
+    )
     common_world(q)
     q.set_defaults(func=cmd_fleet)
 

@@ -207,10 +207,12 @@ def _init_worker(q: Any) -> None:
     cv2.setNumThreads(1)
 
 
-def _job(args: tuple[str, dict[str, Any], str | None, dict[str, Any] | None, str | None]) -> str:
-    out_dir, spec_d, copy_dir, copy_spec_d, world_dir = args
+def _job(
+    args: tuple[str, dict[str, Any], str | None, dict[str, Any] | None, str | None, str],
+) -> str:
+    out_dir, spec_d, copy_dir, copy_spec_d, world_dir, features_file = args
     spec: DriveSpec = spec_d["spec"]
-    ctx = load_context(Path(world_dir) if world_dir else None)
+    ctx = load_context(Path(world_dir) if world_dir else None, features_file)
     sim = plan_drive(ctx, spec)
     copy_to = None
     if copy_dir is not None and copy_spec_d is not None:
@@ -231,7 +233,10 @@ def run_fleet(
     workers: int | None = None,
     world_dir: Path | None = None,
     show_progress: bool = True,
+    features_file: str = "features.geojson",
 ) -> dict[str, Any]:
+    """Render every device's drive. `features_file`: which version of the world's features
+    stands in the streets (features_v2.geojson: the later one, for change detection)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "devices").mkdir(exist_ok=True)
     jobs = []
@@ -249,6 +254,7 @@ def run_fleet(
                 str(out / "devices" / copy.dir) if copy else None,
                 {"device_id": copy.device_id, "spec": copy.spec} if copy else None,
                 str(world_dir) if world_dir else None,
+                features_file,
             )
         )
     # longest jobs (pairs) first for a better spread over the workers
@@ -278,6 +284,7 @@ def run_fleet(
     doc = {
         "format": "roadmesh-fleet/1",
         "seed": plan.seed,
+        "features": features_file,
         "map_attribution": ATTRIBUTION,
         "devices": [d.to_dict() for d in plan.devices],
         "roles": {k: v for k, v in ROLE_NOTES.items()},

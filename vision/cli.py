@@ -6,7 +6,7 @@ tiles     native-resolution training crops from a `roadmesh sim dataset` folder
 train     train the detector (ultralytics, offline; a CUDA GPU when torch sees one)
 export    write the ONNX (+ .sha256) from trained weights
 evaluate  per-class mAP50 / mAP50-95 of a model on a YOLO dataset
-worker    the vision job worker (Django; see vision_worker in webapp.mapping)
+worker, map  the server processes, added by ingest.vision_cli (they need the database)
 """
 
 from __future__ import annotations
