@@ -164,7 +164,6 @@ def _provision(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from edge.outbox import Outbox, OutboxError
     from edge.replay import DriveError, enqueue_drive
-    from edge.uplink import MqttUplink, UplinkError
     from vision.privacy import PrivacyError
 
     device_dir = args.device_dir.expanduser()
@@ -184,6 +183,14 @@ def _replay(args: argparse.Namespace) -> int:
         flush=True,
     )
     _print_receivers(device_dir, [report.nmea])
+    return _publish(identity, key, outbox, settings, args.timeout)
+
+
+def _publish(identity, key, outbox, settings, timeout_s: float) -> int:  # type: ignore[no-untyped-def]
+    """Drain the outbox to the broker until receipts named every frame (or the timeout);
+    print what the receipts said. 0 when nothing is left waiting."""
+    from edge.uplink import MqttUplink, UplinkError
+
     try:
         uplink = MqttUplink(
             identity,
@@ -199,7 +206,7 @@ def _replay(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     uplink.start()
     try:
-        done = uplink.drain(args.timeout)
+        done = uplink.drain(timeout_s)
     except UplinkError as exc:
         raise CommandError(str(exc), exit_code=3) from None
     finally:
@@ -329,7 +336,6 @@ def _import(args: argparse.Namespace) -> int:
 
     from edge.importers import ImportFailure, enqueue_import, open_camera_recording
     from edge.outbox import Outbox, OutboxError
-    from edge.uplink import MqttUplink, UplinkError
     from vision.privacy import PrivacyError
 
     device_dir = args.device_dir.expanduser()
@@ -369,25 +375,4 @@ def _import(args: argparse.Namespace) -> int:
         flush=True,
     )
     _print_receivers(device_dir, [report.gnss])
-    try:
-        uplink = MqttUplink(
-            identity,
-            key,
-            outbox,
-            tls_cert=settings.tls_cert,
-            tls_key=settings.tls_key,
-            bandwidth_bytes_per_s=settings.bandwidth_bytes_per_s,
-            reconnect_min_s=settings.reconnect_min_s,
-            reconnect_max_s=settings.reconnect_max_s,
-        )
-    except UplinkError as exc:
-        raise CommandError(str(exc)) from None
-    uplink.start()
-    try:
-        done = uplink.drain(args.timeout)
-    except UplinkError as exc:
-        raise CommandError(str(exc), exit_code=3) from None
-    finally:
-        uplink.stop()
-    _print_delivery(identity, uplink, outbox)
-    return 0 if done else 1
+    return _publish(identity, key, outbox, settings, args.timeout)

@@ -40,6 +40,7 @@ from edge.identity import DeviceIdentity
 from edge.nmea import NmeaReader
 from edge.outbox import Outbox
 from edge.pipeline import Captured, Pipeline
+from edge.replay import run_recording
 from edge.settings import EdgeSettings
 from edge.sources import IMAGE_SUFFIXES, SourceError, VideoFileSource
 from vision.privacy import Redactor
@@ -473,20 +474,7 @@ def enqueue_import(
         sample=(not rec.sampled_already) if sample is None else sample,
     )
     try:
-        for frame in _progress(rec.frames):
-            pipeline.process(frame, rec.track)
+        run_recording(pipeline, rec.frames, rec.track, rec.errors, report)
     except SourceError as exc:
         raise ImportFailure(str(exc)) from None
-    pipeline.finish()
-    c = pipeline.counters
-    report.frames = c.captured + sum(rec.errors.values())
-    report.enqueued, report.already_enqueued = c.enqueued, c.already_enqueued
-    report.skipped = Counter(c.dropped) + rec.errors + c.errors
-    report.faces, report.plates = c.faces, c.plates
     return report
-
-
-def _progress(frames: Iterator[Captured]) -> Iterator[Captured]:
-    from tqdm import tqdm
-
-    yield from tqdm(frames, desc="frames", unit="frame", leave=False, mininterval=2.0, disable=None)

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -113,17 +114,30 @@ def enqueue_drive(
     )
     report = ReplayReport(nmea=rec.nmea)
     try:
-        for frame in _progress(rec.frames):
-            pipeline.process(frame, rec.track)
+        run_recording(pipeline, rec.frames, rec.track, rec.errors, report)
     except SourceError as exc:
         raise DriveError(str(exc)) from None
+    return report
+
+
+def run_recording(
+    pipeline: Pipeline,
+    frames: Iterator[Captured],
+    track: Track,
+    errors: Counter[str],
+    report: ReplayReport | Any,
+) -> None:
+    """Every frame of a recording through `pipeline` into its outbox, and the counts into
+    `report` (any report with frames, enqueued, already_enqueued, skipped, faces, plates).
+    SourceError when the recording cannot be read to its end."""
+    for frame in _progress(frames):
+        pipeline.process(frame, track)
     pipeline.finish()
     c = pipeline.counters
-    report.frames = c.captured + sum(rec.errors.values())
+    report.frames = c.captured + sum(errors.values())
     report.enqueued, report.already_enqueued = c.enqueued, c.already_enqueued
-    report.skipped = Counter(c.dropped) + rec.errors + c.errors
+    report.skipped = Counter(c.dropped) + errors + c.errors
     report.faces, report.plates = c.faces, c.plates
-    return report
 
 
 def _progress(frames: Iterator[Captured]) -> Iterator[Captured]:
