@@ -24,6 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     checks.add_argument(
         "--max-frames", type=int, default=200, help="frames of one device per lease (default 200)"
     )
+    checks.add_argument(
+        "--lease-s",
+        type=float,
+        default=60.0,
+        help="a job a killed worker held is due again after this (default 60)",
+    )
     checks.set_defaults(func=_checks)
     audit = cmds.add_parser(
         "audit", help="track-level fraud audit and device trust scores (run periodically)"
@@ -57,7 +63,7 @@ def _checks(args: argparse.Namespace) -> int:
     handler = ImageCheckHandler(
         store_for(settings.SERVER), IntakePolicy.from_env(), max_frames=args.max_frames
     )
-    worker = Worker(handler)
+    worker = Worker(handler, lease_s=args.lease_s)
 
     def _stop(signum: int, frame: Any) -> None:
         worker.stop()

@@ -36,6 +36,7 @@ class LocalStack:
     mqtt_port: int = field(default_factory=free_port)
     web_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    api_key: str = ""  # an operator's API key, issued by prepare()
 
     def __post_init__(self) -> None:
         self.run_dir = self.run_dir.resolve()
@@ -54,6 +55,9 @@ class LocalStack:
                 "ROADMESH_MQTT_PASSWORD_FILE": str(self.broker_config.run_dir / "ingest.secret"),
                 "ROADMESH_BROKER_DIR": str(self.broker_config.run_dir),
                 "PYTHONUNBUFFERED": "1",
+                # the tests and the demo read whole drives in one page, and poll often
+                "ROADMESH_API_MAX_PAGE_SIZE": "10000",
+                "ROADMESH_API_KEY_RATE": "6000/minute",
             }
         )
         if self.database_url:
@@ -100,6 +104,10 @@ class LocalStack:
     def prepare(self) -> None:
         """Schema and broker config (with fresh service logins)."""
         self.roadmesh("web", "migrate")
+        # frames and images need a key (webapp.api.access): the stack reads as an operator
+        self.api_key = self.roadmesh(
+            "web", "apikey", "--user", "stack-operator", "--create", "--role", "operator"
+        ).stdout.strip()
         self.roadmesh(
             "broker",
             "init",
@@ -162,9 +170,9 @@ class LocalStack:
             )
         return proc
 
-    def start_checks(self, index: int = 0) -> subprocess.Popen[bytes]:
-        """An image-check worker (`roadmesh ingest checks`): frames leave `pending`."""
-        return self.spawn(f"checks-{index}", "-v", "ingest", "checks")
+    def start_checks(self, index: int = 0, *args: str) -> subprocess.Popen[bytes]:
+        """An image-check worker (`roadmesh ingest checks ARGS`): frames leave `pending`."""
+        return self.spawn(f"checks-{index}", "-v", "ingest", "checks", *args)
 
     def kill_process(self, name: str) -> None:
         """SIGKILL, as in a crash: no drain, no disconnect."""
@@ -240,8 +248,9 @@ class LocalStack:
 
     def get(self, path: str) -> tuple[int, bytes, str]:
         url = f"http://127.0.0.1:{self.web_port}{path}"
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         try:
-            with urllib.request.urlopen(url, timeout=10) as resp:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as resp:
                 return resp.status, resp.read(), resp.headers.get("Content-Type", "")
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read(), exc.headers.get("Content-Type", "")

@@ -226,3 +226,42 @@ def test_a_burst_ten_times_the_steady_rate_is_stored_completely(stack: LocalStac
         assert_stored_exactly_once(stack, fleet, "burst")
     finally:
         fleet.close()
+
+
+def test_an_image_check_worker_killed_mid_job_loses_no_frame_and_runs_no_job_twice(
+    stack: LocalStack,
+) -> None:
+    """SIGKILL the image-check worker while it works; another takes the job once the lease
+    expires, and every stored frame leaves `pending` (no job row is duplicated)."""
+    if "ingest-0" not in stack.processes:
+        stack.start_ingest_worker(0)
+    stack.stop_process("checks-0")
+    fleet = Fleet(stack, "chk", 2, seed=6)
+    try:
+        fleet.stream(frames_per_device=60, rate_per_device=20)
+        fleet.drain(90)
+    finally:
+        fleet.close()
+    assert stack.stats()["frames_pending"] >= 120
+    stack.start_checks(0, "--max-frames", "5", "--lease-s", "3")
+    stack.wait_for(lambda: stack.stats()["frames_pending"] < 110, 60, "some checks")
+    stack.kill_process("checks-0")
+    left = stack.stats()["frames_pending"]
+    assert left > 0, "the worker finished before it was killed"
+    stack.start_checks(0)
+    stats = stack.wait_image_checked(120)
+    assert stats["frames_pending"] == 0
+    code = (
+        "from webapp.django_setup import setup_django; setup_django()\n"
+        "from django.db.models import Count\n"
+        "from webapp.jobs.models import Job\n"
+        "rows = Job.objects.filter(key__startswith='chk-').values('key').annotate(n=Count('id'))\n"
+        "print(sorted((r['key'], r['n']) for r in rows))\n"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=stack.env(), capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[('chk-0', 1), ('chk-1', 1)]"
