@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 
-from webapp.config import ServerSettings, env_bool, env_path, env_str
+from webapp.config import ServerSettings, env_bool, env_choice, env_path, env_str
+from webapp.websettings import WebSettings, secret_key
 
 BASE_DIR = Path(__file__).resolve().parent
 SERVER = ServerSettings.from_env()
+WEB = WebSettings.from_env()
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env_str("SECRET_KEY", "insecure-dev-key-change-me-in-production")
 ALLOWED_HOSTS = [
     h.strip()
     for h in env_str("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
@@ -33,17 +35,22 @@ INSTALLED_APPS = [
     "webapp.mapping",
     "webapp.payouts",
     "webapp.api",
+    "webapp.review",
+    "ninja",  # serves its Swagger UI files itself: no CDN
+    "axes",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "webapp.throttle.ThrottleMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -98,6 +105,45 @@ def _database() -> dict[str, object]:
 
 
 DATABASES = {"default": _database()}
+SECRET_KEY = secret_key(DEBUG, SERVER.data_dir)
+
+_CACHE = env_choice("CACHE", "local", ("local", "database"))
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    if _CACHE == "local"
+    else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "roadmesh_cache"}
+}
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # locks an account out after failed passwords
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = WEB.login_failure_limit
+AXES_COOLOFF_TIME = timedelta(minutes=WEB.login_lockout_minutes)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each alone: an account, an address
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "webapp.throttle.client_ip"
+AXES_VERBOSE = False
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/dashboard/"
+LOGOUT_REDIRECT_URL = "/"
+
+# HTTPS (ROADMESH_HTTPS=1 in production, behind a TLS proxy): `manage.py check --deploy` is clean.
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # the review page's script reads it for its POSTs
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if WEB.https:
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = WEB.hsts_seconds
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = WEB.hsts_preload
+if WEB.proxy_ssl_header:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -113,6 +159,7 @@ STATICFILES_DIRS = [
     for prefix, path in (
         ("maplibre-gl", REPO_DIR / "node_modules" / "maplibre-gl" / "dist"),
         ("basemap", BASEMAP_DIR),
+        ("roadmesh", BASE_DIR / "static"),
     )
     if path.is_dir()
 ]

@@ -65,6 +65,9 @@ class Frame(models.Model):
     quality_sharpness = models.FloatField()
     quality_exposure = models.FloatField()
     quality_obstruction = models.FloatField()
+    # The device's Ed25519 signature over the envelope (provenance for consumers; null for
+    # frames stored before it was kept).
+    signature = models.BinaryField(max_length=64, null=True, blank=True)
     faces_blurred = models.PositiveIntegerField(default=0)
     plates_blurred = models.PositiveIntegerField(default=0)
     state = models.CharField(

@@ -15,12 +15,17 @@ from django.db import transaction
 import protocol
 from broker import BrokerConfig, BrokerLogins, EmbeddedBrokerLogins, hash_password, new_password
 from webapp.accounts.models import User
+from webapp.api.models import DeviceKey
 from webapp.config import ServerSettings
 from webapp.fleet.models import Device
 
 
 class ProvisioningError(Exception):
-    pass
+    """A registration that breaks a rule; `status` is the HTTP answer the API gives."""
+
+    def __init__(self, message: str, status: int = 409):
+        super().__init__(message)
+        self.status = status
 
 
 def new_device_id() -> str:
@@ -52,12 +57,20 @@ def register_device(
     with transaction.atomic():
         if Device.objects.select_for_update().filter(device_id=device_id).exists():
             raise ProvisioningError(f"device {device_id!r} is already registered")
+        key_hex = bytes(public_key).hex()
+        if (
+            DeviceKey.objects.select_for_update().filter(public_key_hex=key_hex).exists()
+            or Device.objects.filter(public_key=bytes(public_key)).exists()
+        ):
+            raise ProvisioningError("this public key is already registered to a device")
         device = Device.objects.create(
             device_id=device_id,
             owner=owner,
             public_key=public_key,
             mqtt_password_hash=hash_password(password),
         )
+        # unique: a second registration of the key at the same time fails here
+        DeviceKey.objects.create(device=device, public_key_hex=key_hex)
         if logins is not None:
             logins.add_device(device_id, password)
     return device, password
