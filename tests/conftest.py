@@ -42,9 +42,39 @@ def postgres_server() -> Iterator[PostgresServer]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+SAMPLE_DAY = "2026-06-01"  # the day the committed sample drive was recorded
+
+
+def sample_day() -> str:
+    """The day `sample_drive` moves the recording to: yesterday (UTC), so the server's
+    time window (a year) never makes the committed drive stale."""
+    from datetime import UTC, datetime, timedelta
+
+    return (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
+
+
+def _nmea_checksum(body: str) -> str:
+    value = 0
+    for ch in body:
+        value ^= ord(ch)
+    return f"{value:02X}"
+
+
 @pytest.fixture
 def sample_drive(tmp_path: Path) -> Path:
-    """A copy of the committed sample drive (tests never touch sample_data/)."""
+    """A copy of the committed sample drive (tests never touch sample_data/), moved to
+    `sample_day()` with the same times of day."""
     target = tmp_path / "drive"
     shutil.copytree(SAMPLE_DATA / "drives" / "sample", target)
+    day = sample_day()
+    index = target / "frames.csv"
+    index.write_text(index.read_text().replace(SAMPLE_DAY, day))
+    old, new = SAMPLE_DAY[8:10] + SAMPLE_DAY[5:7] + SAMPLE_DAY[2:4], day[8:10] + day[5:7] + day[2:4]
+    lines = []
+    for line in (target / "track.nmea").read_text().splitlines():
+        if line.startswith("$GPRMC") and f",{old}," in line:
+            body = line[1 : line.index("*")].replace(f",{old},", f",{new},")
+            line = f"${body}*{_nmea_checksum(body)}"
+        lines.append(line)
+    (target / "track.nmea").write_text("\n".join(lines) + "\n")
     return target

@@ -17,6 +17,7 @@ import protocol
 from broker import BrokerConfig, EmbeddedBrokerLogins
 from edge.identity import DeviceIdentity, load_key
 from roadmesh.stack import LocalStack
+from tests.conftest import sample_day
 
 pytestmark = pytest.mark.e2e
 
@@ -92,7 +93,7 @@ def test_a_replayed_drive_is_stored_and_served_as_geojson(
     first = features[0]
     lon, lat = first["geometry"]["coordinates"]
     assert lat == pytest.approx(60.17076, abs=1e-4) and lon == pytest.approx(24.94556, abs=1e-4)
-    assert first["properties"]["captured_at"] == "2026-06-01T09:00:00.500000Z"
+    assert first["properties"]["captured_at"] == f"{sample_day()}T09:00:00.500000Z"
 
     status, image, content_type = stack.get(
         f"/api/v1/images/{first['properties']['image_sha256']}.jpg"
