@@ -398,9 +398,12 @@ def find_copies(frame_ids: list[int], store: ObjectStore, pol: fraud.FraudPolicy
     out = Copies()
     copier: dict[tuple[int, int], int] = {}  # a copying pair of devices -> the one that copies
     for (da, db), pairs in matches.items():
-        if len(pairs) < pol.copy_min_frames:
-            continue
         side = {d: [near[i] for k in pairs for i in k if near[i].device == d] for d in (da, db)}
+        # Matched *pictures*, counted once on each side: a picture sent twice (a replay of
+        # it, byte for byte) or matched by two frames of the other device is one picture.
+        pictures = min(len({n.sha for n in side[d]}) for d in (da, db))
+        if pictures < pol.copy_min_frames:
+            continue
         late = max((da, db), key=lambda d: float(np.median([n.received for n in side[d]])))
         other = db if late == da else da
         copier[(da, db)] = late
@@ -415,13 +418,13 @@ def find_copies(frame_ids: list[int], store: ObjectStore, pol: fraud.FraudPolicy
         ]
         evidence = {
             "other_device": side[other][0].device_name,
-            "matched_frames": len(pairs),
+            "matched_frames": pictures,
             "examples": examples,
         }
         flag = fraud.Flag(
             fraud.Check.DUPLICATE_DRIVE,
             0.9,
-            f"{len(pairs)} pictures are another device's, re-uploaded",
+            f"{pictures} pictures are another device's, re-uploaded",
             evidence,
         )
         track = _near_rows(Frame.objects.filter(device_id=late).order_by("captured_at", "seq"))
