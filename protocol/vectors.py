@@ -7,9 +7,9 @@ checks that the document and this module agree.
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 import hashlib
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .envelope import canonical_bytes, encode
 from .keys import public_key_bytes
