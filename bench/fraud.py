@@ -18,8 +18,10 @@ has not come round yet); rendering that fleet takes ~15 min on 2 cores, the benc
    camera has its quality gate removed, the clone numbers its frames from 1,000,000 (so
    they do not collide with the original's), the duplicate copy publishes each stolen
    frame 30 s after the original was captured at the earliest.
-3. Every frame goes through the real door (FrameIntake, SQLite in a temp dir) in arrival
-   order across the fleet, then the periodic audit (ingest.audit) runs once.
+3. Every frame goes through the real door (ingest.door, SQLite in a temp dir) in arrival
+   order across the fleet, with the image-check job (ingest.image_checks, each frame
+   decoded once) keeping up every `CHECK_EVERY` frames as a worker does, then the periodic
+   audit (ingest.audit) runs once.
 4. Scoring, per frame, against fleet.json and truth/fixes.csv. A *fraudulent frame* is a
    frame that carries its device's cheat: every frame of the stationary farmer, the loop
    camper, the bad camera, the duplicate copy and both cloned-key devices (one identity in
@@ -68,6 +70,7 @@ CAUGHT_SHARE = 0.9  # a type counts as caught when this share of its fraudulent 
 FARM_EVERY = 10  # the stationary farmer sends every 10th video frame (one every 2 s at 5 fps)
 CLONE_SEQ0 = 1_000_000
 COPY_DELAY_S = 30.0
+CHECK_EVERY = 50  # the image-check worker catches up after this many frames reach the door
 
 
 @dataclass
@@ -280,11 +283,13 @@ def main() -> int:
     from django.core.management import call_command
 
     from ingest.audit import Auditor
-    from ingest.intake import FrameIntake
-    from ingest.store import LocalObjectStore
+    from ingest.door import Door
+    from ingest.image_checks import ImageCheckHandler
     from webapp.accounts.models import User
     from webapp.fleet.models import Device, Frame
     from webapp.fleet.provisioning import register_device
+    from webapp.images import LocalObjectStore
+    from webapp.jobs.worker import Worker
 
     call_command("migrate", verbosity=0)
     owner = User.objects.create_user("fleet-owner", role=User.Role.DRIVER)
@@ -293,11 +298,18 @@ def main() -> int:
         keys[device_id] = protocol.generate_private_key()
         register_device(owner, device_id, protocol.public_key_bytes(keys[device_id]))
     store = LocalObjectStore(work / "images")
-    intake = FrameIntake(store)
+    door = Door(store)
+    checks_handler = ImageCheckHandler(store)
+    checker = Worker(checks_handler)
     outcome_of: dict[int, str] = {}
     statuses: dict[str, int] = defaultdict(int)
+    checks_s = 0.0
     t0 = time.perf_counter()
     for k, s in enumerate(sent):
+        if k and k % CHECK_EVERY == 0:
+            t1 = time.perf_counter()
+            checker.run_until_idle()
+            checks_s += time.perf_counter() - t1
         topic = protocol.topic_for(s.frame.device_id, protocol.Channel.FRAMES)
         try:
             payload = protocol.encode(s.frame, keys[s.frame.device_id])
@@ -306,18 +318,23 @@ def main() -> int:
             outcome_of[k] = "unsendable"
             print(f"  {s.device_dir} seq {s.frame.seq} cannot be encoded: {exc}")
             continue
-        out = intake.handle(topic, payload)
+        out = door.handle(topic, payload)
         statuses[out.status if out.status != "rejected" else f"rejected:{out.reason}"] += 1
         outcome_of[k] = out.status
-    door_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    checker.run_until_idle()
+    checks_s += time.perf_counter() - t1
+    door_s = time.perf_counter() - t0 - checks_s
     door_flagged = Frame.objects.filter(state=Frame.State.FLAGGED).count()
+    pending = Frame.objects.filter(state=Frame.State.PENDING).count()
     t0 = time.perf_counter()
     report = Auditor(store).run()
     audit_s = time.perf_counter() - t0
     print(
-        f"door: {dict(statuses)} in {door_s:.1f}s ({len(sent) / door_s:.0f} frames/s), {door_flagged} flagged; "
-        f"audit: {report.frames} frames in {audit_s:.1f}s, {report.newly_flagged} newly flagged, "
-        f"{report.unflagged} un-flagged, {dict(report.by_check)}"
+        f"door: {dict(statuses)} in {door_s:.1f}s ({len(sent) / door_s:.0f} frames/s); image checks:"
+        f" {checks_handler.decodes} decodes in {checks_s:.1f}s, {pending} frames left pending;"
+        f" {door_flagged} flagged before the audit; audit: {report.frames} frames in {audit_s:.1f}s,"
+        f" {report.newly_flagged} newly flagged, {report.unflagged} un-flagged, {dict(report.by_check)}"
     )
 
     rows = {
@@ -328,7 +345,7 @@ def main() -> int:
     every: dict[str, list[bool]] = defaultdict(list)
     honest: list[bool] = []
     checks: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    cleared: dict[str, int] = defaultdict(int)  # door near-duplicate flags the audit cleared
+    cleared: dict[str, int] = defaultdict(int)  # near-duplicate flags the audit cleared
     for k, s in enumerate(sent):
         if outcome_of[k] == "unsendable":
             continue  # never reached the server: scored neither way
@@ -355,7 +372,7 @@ def main() -> int:
         f"  {'honest':18s} {sum(honest):4d}/{len(honest):4d} flagged ({sum(honest) / max(1, len(honest)):6.1%})  "
         f"checks: {dict(checks['honest'])}"
     )
-    print(f"door near-duplicate flags the audit cleared: {dict(cleared)}")
+    print(f"near-duplicate flags (image checks) the audit cleared: {dict(cleared)}")
     low = sorted(Device.objects.values_list("trust_score", "device_id"))[:6]
     print("lowest trust: " + ", ".join(f"{d}={t:.2f}" for t, d in low))
     fraud = [x for v in cheat.values() for x in v]

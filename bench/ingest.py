@@ -1,4 +1,4 @@
-"""Ingest throughput: publish -> committed row, one and two workers, beside a bare paho subscriber.
+"""Ingest at the door: publish -> committed row, one and two workers, beside a bare subscriber.
 
     python bench/ingest.py [--frames 1000] [--repeat 3] [--database postgresql|sqlite]
                            [--size 1280x720] [--quality 70]
@@ -8,12 +8,21 @@ Same broker, same run, same kind of frames (synthetic 1280x720 dashcam-sized JPE
 Each round has three phases, each publishing `--frames` frames as a new device: a bare paho
 subscriber (separate process, plain subscription, auto ack) receives the stream while no
 ingest worker runs; then one `roadmesh ingest run`; then two workers on the shared
-subscription; then both workers stop (leaving the share group). Rates are
-frames / (first publish -> last frame received, or last row inserted). Prints each
-process's CPU time per phase (and per frame), the ratios of every round, then what the
-worker's per-frame steps cost when run alone in this process on the same kind of frames, so
-the gap to the bare subscriber can be read. The last line, from the medians of the rounds'
-rates, is `RESULT one_worker_vs_bare=<x> two_vs_one=<x>`.
+subscription; then both workers stop (leaving the share group). Then the image-check job
+(`roadmesh ingest checks --until-idle`, its own process) checks the frames the two worker
+phases stored. Rates are frames / (first publish -> last frame received, or last row
+inserted).
+
+It prints each process's CPU time per phase, and per frame:
+* the door's CPU per committed frame: Mosquitto, the ingest workers and the database
+  (PostgreSQL with its backends) of the one-worker phase;
+* the bare path's: Mosquitto and the bare subscriber;
+* the image-check job's, on its own line (the worker process and the database while it
+  runs): that decode is the one the vision job will share, so it is not the door's;
+* the publisher's and the web server's (it answers the bench's polls), outside both sums;
+then what the door's and the image check's per-frame steps cost run alone in this
+process. The last line, from the medians of the rounds:
+`RESULT cpu_ratio=<door CPU per frame / bare CPU per frame> one_worker_vs_bare=<x> two_vs_one=<x>`.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 import protocol  # noqa: E402
+from broker.process import running_pid  # noqa: E402
 from edge.identity import DeviceIdentity, load_key  # noqa: E402
 from roadmesh.stack import LocalStack  # noqa: E402
 from tests.conftest import traversable_tmpdir  # noqa: E402
@@ -171,10 +181,11 @@ def pids(stack: LocalStack) -> dict[str, int]:
     out = {
         name: p.pid
         for name, p in stack.processes.items()
-        if name.startswith("ingest") and p.poll() is None
+        if name.startswith(("ingest", "checks")) and p.poll() is None
     }
-    if stack.broker is not None and stack.broker.process is not None:
-        out["mosquitto"] = stack.broker.process.pid
+    mosquitto = running_pid(stack.broker_config)
+    if mosquitto is not None:
+        out["mosquitto"] = mosquitto
     if "web" in stack.processes:
         out["web"] = stack.processes["web"].pid  # answers the bench's polls
     return {**out, **SERVICES}
@@ -183,17 +194,25 @@ def pids(stack: LocalStack) -> dict[str, int]:
 @dataclass(frozen=True)
 class Phase:
     rate: float  # frames/s
-    cpu_ms: float  # CPU of every process of the phase (the publisher's too) per frame
+    path_ms: float  # CPU per frame of the path measured (door or bare), see `path_cpu`
+    all_ms: float  # CPU of every process of the phase (the publisher's too) per frame
+
+
+def is_path(name: str) -> bool:
+    """Processes the door's (or the bare path's) cost is summed over: not the publisher, not
+    the web server answering the bench's polls."""
+    return name in ("mosquitto", "bare", "postgres") or name.startswith(("ingest", "checks"))
 
 
 def phase_cpu(
     before: dict[str, float], procs: dict[str, int], n: int, publisher_s: float
-) -> tuple[str, float]:
-    """Each process's CPU during the phase as text, and all of it with the publisher's, in ms a frame."""
+) -> tuple[str, float, float]:
+    """Each process's CPU during the phase as text; the path's and everything's, in ms a frame."""
     after = cpu_times(procs)
     used = {k: after[k] - before.get(k, 0.0) for k in sorted(procs)}
     text = " ".join(f"{k}={t:.2f}s ({t / n * 1e3:.2f} ms/frame)" for k, t in used.items())
-    return text, (sum(used.values()) + publisher_s) / n * 1e3
+    path = sum(t for k, t in used.items() if is_path(k)) / n * 1e3
+    return text, path, (sum(used.values()) + publisher_s) / n * 1e3
 
 
 def bare_phase(
@@ -215,12 +234,12 @@ def bare_phase(
         line = bare.stdout.readline()
         if not line:
             raise RuntimeError("the bare subscriber exited early")
-    cpu, cpu_ms = phase_cpu(before, procs, n, publisher_s)
+    cpu, path_ms, all_ms = phase_cpu(before, procs, n, publisher_s)
     t_last = float(line.split()[1])
     bare.wait(30)
     rate = n / (t_last - t0)
     print(f"bare subscriber : {n} frames in {t_last - t0:.2f}s = {rate:.0f}/s; cpu {cpu}")
-    return Phase(rate, cpu_ms)
+    return Phase(rate, path_ms, all_ms)
 
 
 def worker_phase(
@@ -233,16 +252,40 @@ def worker_phase(
     t0, _, publisher_s = publish(stack, device_id, n, size, quality)
     t1 = wait_committed(stack, device_id, base_frames + n, n)
     rate = n / (t1 - t0)
-    cpu, cpu_ms = phase_cpu(before, procs, n, publisher_s)
+    cpu, path_ms, all_ms = phase_cpu(before, procs, n, publisher_s)
     print(f"{label:<16}: {n} frames in {t1 - t0:.2f}s = {rate:.0f}/s; cpu {cpu}", flush=True)
-    return Phase(rate, cpu_ms)
+    return Phase(rate, path_ms, all_ms)
+
+
+def checks_phase(stack: LocalStack, n: int) -> float:
+    """`roadmesh ingest checks --until-idle` over the `n` frames still pending; the database's
+    CPU seconds meanwhile (the worker's own is its exit's rusage, see `main`)."""
+    procs = {k: v for k, v in pids(stack).items() if k == "postgres"}
+    before = cpu_times(procs)
+    t0 = time.time()
+    proc = subprocess.run(
+        [sys.executable, "-m", "roadmesh", "ingest", "checks", "--until-idle"],
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    )
+    after = cpu_times(procs)
+    db = sum(after[k] - before[k] for k in procs)
+    print(
+        f"image checks    : {n} frames in {time.time() - t0:.2f}s; "
+        + proc.stdout.strip().splitlines()[-1],
+        flush=True,
+    )
+    return db
 
 
 def step_costs(size: tuple[int, int], quality: int, frames: int = 100) -> str:
     """CPU per frame of the worker's pure steps, each run alone in this process on fresh frames."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from ingest.imaging import facts_of, reduced_grey
+    from ingest.imaging import facts_of, reduced_grey, thumbnail, visual_motion
     from ingest.jpeg import parse_header
 
     key = Ed25519PrivateKey.generate()
@@ -253,11 +296,13 @@ def step_costs(size: tuple[int, int], quality: int, frames: int = 100) -> str:
     jpegs = [s.message.jpeg for s in signed if isinstance(s.message, protocol.Frame)]
     greys = [reduced_grey(j) for j in jpegs]
     steps = {
-        "envelope decode + image SHA-256": lambda i: protocol.decode(payloads[i]),
-        "Ed25519 signature": lambda i: protocol.verify(signed[i], public),
-        "JPEG header": lambda i: parse_header(jpegs[i], max_side=8192, max_pixels=50_000_000),
-        "reduced grey decode": lambda i: reduced_grey(jpegs[i]),
-        "pHash + quality": lambda i: facts_of(greys[i]),
+        "door: envelope decode + image SHA-256": lambda i: protocol.decode(payloads[i]),
+        "door: Ed25519 signature": lambda i: protocol.verify(signed[i], public),
+        "door: JPEG header": lambda i: parse_header(jpegs[i], max_side=8192, max_pixels=50_000_000),
+        "checks: reduced grey decode": lambda i: reduced_grey(jpegs[i]),
+        "checks: pHash + quality": lambda i: facts_of(greys[i]),
+        "checks: thumbnail": lambda i: thumbnail(greys[i]),
+        "checks: picture motion": lambda i: visual_motion(greys[i - 1], greys[i]),
     }
     parts = []
     for name, step in steps.items():
@@ -266,7 +311,14 @@ def step_costs(size: tuple[int, int], quality: int, frames: int = 100) -> str:
         for i in range(frames):
             step(i)
         parts.append(f"{name} {(time.process_time() - t0) / frames * 1e3:.2f}")
-    return "worker steps alone, ms CPU/frame: " + ", ".join(parts)
+    return "steps alone, ms CPU/frame: " + ", ".join(parts)
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> int:
@@ -291,8 +343,7 @@ def main() -> int:
         database_url = pg.create_database("bench")
         SERVICES["postgres"] = int((pg.data_dir / "postmaster.pid").read_text().split()[0])
     base = traversable_tmpdir("bench-ingest-")
-    # No device hold: phase 0 runs before any ingest worker exists.
-    stack = LocalStack(run_dir=base, database_url=database_url, hold_s=0)
+    stack = LocalStack(run_dir=base, database_url=database_url)
     n = args.frames
     try:
         stack.prepare()
@@ -300,6 +351,7 @@ def main() -> int:
         stack.start_web()
         password = (stack.broker_config.run_dir / "ingest.secret").read_text().strip()
         rounds: list[tuple[Phase, Phase, Phase]] = []
+        checks_ms: list[tuple[float, float]] = []
         for r in range(1, args.repeat + 1):
             print(f"-- round {r} of {args.repeat}", flush=True)
             bare = bare_phase(stack, password, f"bench-r{r}-bare", n, size, args.quality)
@@ -311,9 +363,15 @@ def main() -> int:
             # for it while the next round's bare subscriber runs alone.
             stack.stop_process("ingest-0")
             stack.stop_process("ingest-1")
+            before_children = _children_cpu()
+            db_s = checks_phase(stack, 2 * n)
+            worker_s = _children_cpu() - before_children
+            checks_ms.append((worker_s / (2 * n) * 1e3, db_s / (2 * n) * 1e3))
             rounds.append((bare, one, two))
             print(
-                f"round {r}: one_worker_vs_bare={one.rate / bare.rate:.2f}"
+                f"round {r}: cpu_ratio={one.path_ms / bare.path_ms:.2f}"
+                f" (door {one.path_ms:.2f} ms, bare {bare.path_ms:.2f} ms a frame)"
+                f" one_worker_vs_bare={one.rate / bare.rate:.2f}"
                 f" two_vs_one={two.rate / one.rate:.2f}",
                 flush=True,
             )
@@ -322,18 +380,32 @@ def main() -> int:
         )
         cores = os.cpu_count() or 1
         for label, k in (("bare path", 0), ("one worker", 1), ("two workers", 2)):
-            ms = statistics.median(r[k].cpu_ms for r in rounds)
+            path = statistics.median(r[k].path_ms for r in rounds)
+            ms = statistics.median(r[k].all_ms for r in rounds)
+            what = "Mosquitto + subscriber" if k == 0 else "Mosquitto + workers + database"
             print(
-                f"{label}: all processes together spent {ms:.2f} ms CPU a frame,"
-                f" so at most {cores * 1000 / ms:.0f} frames/s on {cores} cores"
+                f"{label}: {what} {path:.2f} ms CPU a frame; every process with the publisher"
+                f" and the web server {ms:.2f} ms, so at most {cores * 1000 / ms:.0f} frames/s"
+                f" on {cores} cores"
             )
+        worker_ms = statistics.median(c[0] for c in checks_ms)
+        db_ms = statistics.median(c[1] for c in checks_ms)
+        print(
+            f"image-check job (not the door's; the vision job shares its decode): "
+            f"{worker_ms + db_ms:.2f} ms CPU a frame (worker {worker_ms:.2f}, database {db_ms:.2f})"
+        )
+        door_ms = statistics.median(r[1].path_ms for r in rounds)
+        bare_ms = statistics.median(r[0].path_ms for r in rounds)
         print(
             f"database={args.database} cores={os.cpu_count()} frames={n} size={args.size}"
             f" quality={args.quality} rounds={args.repeat}; medians: bare {bare_m:.0f}/s,"
             f" one worker {one_m:.0f}/s, two workers {two_m:.0f}/s"
         )
         print(step_costs(size, args.quality), flush=True)
-        print(f"RESULT one_worker_vs_bare={one_m / bare_m:.2f} two_vs_one={two_m / one_m:.2f}")
+        print(
+            f"RESULT cpu_ratio={door_ms / bare_ms:.2f} one_worker_vs_bare={one_m / bare_m:.2f}"
+            f" two_vs_one={two_m / one_m:.2f}"
+        )
     finally:
         stack.stop()
         shutil.rmtree(base, ignore_errors=True)
