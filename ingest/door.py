@@ -26,6 +26,7 @@ the batch is acknowledged and the broker delivers it again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import operator
@@ -92,7 +93,6 @@ class Prepared:
 
     topic: str
     payload: bytes
-    payload_sha256: bytes = b""
     topic_device: str = ""
     channel: protocol.Channel | None = None
     signed: protocol.SignedMessage | None = None
@@ -105,6 +105,11 @@ class Prepared:
     signature_key: bytes | None = None
     signature_error: protocol.ProtocolError | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @functools.cached_property
+    def payload_sha256(self) -> bytes:
+        """SHA-256 of the payload as it came (names a refused message; not needed otherwise)."""
+        return hashlib.sha256(self.payload).digest()
 
     @property
     def seq(self) -> int | None:
@@ -151,7 +156,6 @@ class Door:
         p = Prepared(
             topic=topic,
             payload=payload,
-            payload_sha256=hashlib.sha256(payload).digest(),
             topic_device=_device_from_topic(topic),
         )
         try:
@@ -380,7 +384,7 @@ class Door:
 
     def reject(self, p: Prepared, rej: Rejection) -> Outcome:
         """Record a refused message (call inside a transaction); a payload seen again counts."""
-        digest = p.payload_sha256.hex() or hashlib.sha256(p.payload).hexdigest()
+        digest = p.payload_sha256.hex()
         with transaction.atomic():
             row, created = RejectedMessage.objects.get_or_create(
                 payload_sha256=digest,
@@ -647,7 +651,6 @@ class _Batch:
                 device_id=n.device.device_id,
                 seq=n.frame.seq,
                 frame_channel=True,
-                payload_sha256=n.prepared.payload_sha256,
             )
         for i, fid in self.duplicates.items():
             p = self.batch[i]
@@ -657,7 +660,6 @@ class _Batch:
                 device_id=p.topic_device,
                 seq=p.seq,
                 frame_channel=True,
-                payload_sha256=p.payload_sha256,
             )
 
 
