@@ -14,7 +14,9 @@ Plain numpy/scikit-learn over values; the database glue is `webapp.mapping.mappe
    inverse-variance mean of its passes; its uncertainty ellipse combines the passes' spread
    and each pass's GNSS error; the value (speed limit 50) is the passes' vote; facing is
    the mean bearing from the feature back to the cameras that saw it.
-4. State (`states`): a feature seen on `confirm_passes` passes is confirmed; a confirmed
+4. State (`states`): a feature seen on `confirm_passes` passes, or on one pass with
+   `confirm_single_observations` sightings over `confirm_single_span_m` of travel, is
+   confirmed; a confirmed
    feature that the last `remove_after` passes that drove by it in clear view (within
    `visible_m`, inside the field of view, facing the camera) did not see is removed.
 
@@ -49,6 +51,9 @@ CLASS_SIZES_M: dict[str, tuple[float, float]] = {
     "fire_hydrant": (0.32, 0.75),
 }
 PRIVACY_CLASSES = frozenset({"face", "license_plate"})
+# classes whose look does not depend on the side they are seen from: facing plays no part
+# in clustering them (a hydrant seen from both directions of the road is one hydrant)
+NO_FACING = frozenset({"fire_hydrant"})
 
 
 def split_label(label: str) -> tuple[str, str]:
@@ -72,6 +77,11 @@ class MapperSettings:
     cluster_eps_m: float = 6.0  # two passes of one sign differ by ~2.5 m per axis (GNSS)
     facing_scale_m: float = 3.0  # how much facing counts in clustering (m per radian-ish)
     confirm_passes: int = 2
+    # one pass confirms alone when it has this many sightings over this much camera travel
+    confirm_single_observations: int = 3
+    confirm_single_span_m: float = 10.0
+    border_px: float = 2.0  # a box this close to the left/right edge is cut off: no range
+    outlier_m: float = 3.0  # + 15 % of range: a sighting this far off its pass's rays is dropped
     remove_after: int = 3
     visible_m: float = 30.0  # a pass within this range, in view and facing, should see it
     visible_min_m: float = 6.0
@@ -117,6 +127,9 @@ def locate(o: Observation, s: MapperSettings) -> Located | None:
     group, value = split_label(o.label)
     size = CLASS_SIZES_M.get(group)
     if size is None or o.score < s.min_score or min(o.box_w, o.box_h) < s.min_box_px:
+        return None
+    width = 2.0 * o.cx + 1.0
+    if o.u - o.box_w / 2 <= s.border_px or o.u + o.box_w / 2 >= width - s.border_px:
         return None
     rng = min(o.fx * size[0] / o.box_w, o.fy * size[1] / o.box_h)
     if not 0.5 < rng <= s.max_range_m:
@@ -174,6 +187,11 @@ def triangulate(members: Sequence[Located], s: MapperSettings) -> tuple[FloatArr
     return cov @ b, cov
 
 
+def _ray_distance(m: Located, xy: FloatArray) -> float:
+    """How far `xy` lies from where the sighting puts it (along and across its ray)."""
+    return float(np.hypot(m.east - xy[0], m.north - xy[1]))
+
+
 def _circular_mean(deg: Sequence[float], weights: Sequence[float] | None = None) -> float:
     r = np.radians(np.asarray(deg, dtype=np.float64))
     w = np.ones_like(r) if weights is None else np.asarray(weights, dtype=np.float64)
@@ -213,6 +231,11 @@ def passes(observations: Sequence[Observation], s: MapperSettings | None = None)
                 open_[best] = (p, est, x.obs.t, frames)
     for p in out:
         xy, cov = triangulate(p.members, s)
+        if len(p.members) >= 3:
+            kept = [m for m in p.members if _ray_distance(m, xy) <= s.outlier_m + 0.15 * m.range_m]
+            if 2 <= len(kept) < len(p.members):
+                p.members = kept
+                xy, cov = triangulate(p.members, s)
         p.east, p.north = float(xy[0]), float(xy[1])
         p.cov = cov + np.eye(2) * s.gnss_sigma_m**2
         p.facing_deg = _circular_mean(
@@ -298,13 +321,9 @@ def cluster(ps: Sequence[Pass], s: MapperSettings | None = None) -> list[Feature
     features: list[Feature] = []
     for group, items in sorted(by_group.items()):
         f = np.radians([p.facing_deg for p in items])
+        k = 0.0 if group in NO_FACING else s.facing_scale_m
         x = np.column_stack(
-            [
-                [p.east for p in items],
-                [p.north for p in items],
-                s.facing_scale_m * np.sin(f),
-                s.facing_scale_m * np.cos(f),
-            ]
+            [[p.east for p in items], [p.north for p in items], k * np.sin(f), k * np.cos(f)]
         )
         labels = DBSCAN(eps=s.cluster_eps_m, min_samples=1).fit_predict(x)
         for k in sorted(set(labels.tolist())):
@@ -372,6 +391,11 @@ def _visits(
     return sorted(visits, key=lambda v: v[1])
 
 
+def _travel(p: Pass) -> float:
+    first, last = p.members[0].obs, p.members[-1].obs
+    return float(np.hypot(last.east - first.east, last.north - first.north))
+
+
 def states(
     features: Sequence[Feature], track: CameraTrack | None, s: MapperSettings | None = None
 ) -> None:
@@ -384,7 +408,13 @@ def states(
         else None
     )
     for f in features:
-        f.status = "confirmed" if len(f.passes) >= s.confirm_passes else "candidate"
+        strong = any(
+            len(p.members) >= s.confirm_single_observations
+            and _travel(p) >= s.confirm_single_span_m
+            for p in f.passes
+        )
+        confirmed = len(f.passes) >= s.confirm_passes or strong
+        f.status = "confirmed" if confirmed else "candidate"
         if tree is None or track is None:
             continue
         visits = _visits(f, track, tree, s)

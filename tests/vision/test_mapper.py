@@ -113,9 +113,21 @@ def test_passes_with_independent_gnss_errors_average_out():
     assert major >= minor > 0
 
 
-def test_one_pass_is_a_candidate():
-    (f,) = build_map(drive_north(0.0, "d1", 0, np.zeros(2)))
+def test_a_short_single_pass_is_a_candidate_and_a_long_one_confirms():
+    obs = drive_north(0.0, "d1", 0, np.zeros(2))
+    (f,) = build_map(obs[-2:])
     assert f.status == "candidate"
+    (f,) = build_map(obs)  # 5 sightings over 32 m of travel
+    assert f.status == "confirmed"
+    (f,) = build_map(obs, s=MapperSettings(confirm_single_observations=99))
+    assert f.status == "candidate"
+
+
+def test_a_box_cut_off_by_the_image_edge_gets_no_range():
+    o = sighting(np.array([0.0, 10.0]), 0.0, oid=1, t=0.0)
+    assert o is not None
+    cut = Observation(**{**o.__dict__, "u": o.box_w / 2 + 1.0})
+    assert locate(cut, MapperSettings()) is None
 
 
 def test_signs_back_to_back_are_two_features():

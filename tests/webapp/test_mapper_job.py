@@ -14,6 +14,7 @@ from vision.geo import LocalFrame
 from webapp.accounts.models import User
 from webapp.fleet.models import Device
 from webapp.mapping.mapper_job import run_mapper
+from vision.mapper import MapperSettings
 from webapp.mapping.models import Detection, MapFeature, ReviewTask
 
 pytestmark = pytest.mark.django_db
@@ -97,18 +98,18 @@ def test_the_feature_keeps_its_id_when_the_map_is_recomputed(devices):
 
 def test_one_pass_is_a_candidate_with_a_review_task(devices):
     drive(devices[0], 1_000_000.0, 1)
-    run_mapper()
+    run_mapper(MapperSettings(confirm_single_observations=99))
     f = MapFeature.objects.get()
     assert f.status == "candidate"
     task = ReviewTask.objects.get()
     assert task.feature == f and task.detection is not None
-    run_mapper()
+    run_mapper(MapperSettings(confirm_single_observations=99))
     assert ReviewTask.objects.count() == 1  # once
 
 
 def test_a_rejected_feature_stays_rejected_and_absorbs_new_sightings(devices):
     drive(devices[0], 1_000_000.0, 1)
-    run_mapper()
+    run_mapper(MapperSettings(confirm_single_observations=99))
     MapFeature.objects.update(status="rejected")
     drive(devices[1], 1_001_000.0, 1)
     run_mapper()
