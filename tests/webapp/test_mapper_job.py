@@ -11,10 +11,10 @@ import pytest
 from tests.vision.test_mapper import SIGN, sighting
 from tests.webapp.rows import frame_row
 from vision.geo import LocalFrame
+from vision.mapper import MapperSettings
 from webapp.accounts.models import User
 from webapp.fleet.models import Device
 from webapp.mapping.mapper_job import run_mapper
-from vision.mapper import MapperSettings
 from webapp.mapping.models import Detection, MapFeature, ReviewTask
 
 pytestmark = pytest.mark.django_db
