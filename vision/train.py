@@ -6,10 +6,10 @@ torch here and nowhere else in `vision`.
 
 Why tiles: the simulator renders 1280x720 frames in which most signs are 5-30 px wide.
 Shrinking whole frames to a 640 training size halves them again; training at 1280 costs
-4x the compute of 640. So `make_tiles` cuts native-resolution crops (256x256 by default)
+4x the compute of 640. So `make_tiles` cuts native-resolution crops (224x224 by default)
 around labelled objects, plus background crops, and adds photometric domain randomisation
 (colour cast, gamma, noise, blur, JPEG artefacts, haze, rain streaks, occluding blobs). The
-network is fully convolutional: it is trained on 256 px crops and runs on whole frames at
+network is fully convolutional: it is trained on 224 px crops and runs on whole frames at
 1280 (rectangular letterbox, `vision.detector`).
 
 Offline, ultralytics needs `YOLO_OFFLINE=1`, `YOLO_AUTOINSTALL=false`, a font named
@@ -97,9 +97,9 @@ def torch_device() -> str:
 # -- tiles with domain randomisation -----------------------------------------------------------
 @dataclass(frozen=True)
 class TileSettings:
-    size: int = 256
-    object_tiles: int = 2  # crops centred near a labelled object, per image
-    background_tiles: int = 1  # random crops, per image
+    size: int = 224
+    object_tiles: int = 1  # crops centred near a labelled object, per image
+    background_tiles: float = 0.25  # random crops per image (a fraction: that share of images)
     min_keep: float = 0.6  # a box is kept when this share of it lies inside the crop
     randomise: float = 0.7  # share of tiles that get photometric randomisation
 
@@ -201,7 +201,8 @@ def _tile_origins(
             x0 = int(np.clip(cx - rng.uniform(0.15, 0.85) * s, 0, max(0, w - s)))
             y0 = int(np.clip(cy - rng.uniform(0.15, 0.85) * s, 0, max(0, h - s)))
             yield x0, y0
-    for _ in range(t.background_tiles):
+    n_bg = int(t.background_tiles) + (rng.random() < t.background_tiles % 1)
+    for _ in range(n_bg):
         yield int(rng.integers(0, max(1, w - s + 1))), int(rng.integers(0, max(1, h - s + 1)))
 
 
@@ -284,10 +285,15 @@ def write_data_yaml(root: Path, names: list[str], val: str = "images/val") -> Pa
 @dataclass(frozen=True)
 class TrainSettings:
     model: str = "yolov8n.yaml"  # from scratch: no pretrained weights offline
-    imgsz: int = 256
+    imgsz: int = 224
     epochs: int = 300
     hours: float | None = 0.8  # wall-clock budget; ultralytics fits its schedule into it
     batch: int = 16
+    optimizer: str = "AdamW"
+    lr0: float = 0.002
+    # ultralytics warms up for max(warmup_epochs x batches, 100) iterations: on a CPU budget
+    # of a few epochs its default of 3 epochs would be the whole run
+    warmup_epochs: float = 0.5
     workers: int = 2
     device: str | None = None  # None: a CUDA GPU when torch sees one, else the CPU
     seed: int = 0
@@ -320,6 +326,10 @@ def train(data: Path, out: Path, settings: TrainSettings | None = None) -> Path:
         exist_ok=True,
         plots=False,
         patience=s.patience,
+        optimizer=s.optimizer,
+        lr0=s.lr0,
+        warmup_epochs=s.warmup_epochs,
+        close_mosaic=1,
         fliplr=0.0,  # digits and pictograms are not mirror-symmetric
         mosaic=1.0,
         scale=0.5,
@@ -409,3 +419,55 @@ def evaluate(
         "per_class": per,
         "speed_ms": {k: round(float(v), 2) for k, v in res.speed.items()},
     }
+
+
+def model_card(
+    model: Path,
+    evaluation: dict[str, Any],
+    facts: dict[str, Any],
+    real_photos: list[tuple[str, str]],
+    failures: list[str],
+) -> str:
+    """The model card (Markdown) from measured numbers: `evaluation` is `evaluate()`'s
+    result on the held-out rendered set, `facts` what the training run recorded."""
+    digest = file_sha256(model)
+    rows = "\n".join(
+        f"| {name} | {m['map50']:.3f} | {m['map50_95']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} |"
+        for name, m in evaluation["per_class"].items()
+    )
+    photos = "\n".join(f"- `{name}`: {what}" for name, what in real_photos)
+    fails = "\n".join(f"- {f}" for f in failures)
+    facts_md = "\n".join(f"| {k} | {v} |" for k, v in facts.items())
+    return f"""# Model card: `{model.name}`
+
+SHA-256 `{digest}` (also in `{model.name}.sha256`; a test checks it).
+AGPL-3.0-or-later, like RoadMesh; trained with ultralytics (AGPL-3.0), which marks
+exported models so. Map data in the training scenes (c) OpenStreetMap contributors, ODbL.
+
+## What it is
+
+| | |
+|---|---|
+{facts_md}
+
+Classes, input size, stride and version are in the ONNX metadata (`names`, `imgsz`,
+`stride`, `roadmesh_version`); `vision.detector` reads them from there.
+
+## Held-out rendered set
+
+{evaluation.get("set", "")}: mAP50 **{evaluation["map50"]:.3f}**, mAP50-95
+**{evaluation["map50_95"]:.3f}** (ultralytics' validator on the exported ONNX, imgsz 1280,
+rectangular batches). Speed there: {evaluation.get("speed_ms", {})} ms per image.
+
+| class | mAP50 | mAP50-95 | precision | recall |
+|---|---|---|---|---|
+{rows}
+
+## Real photos (the ones installed packages carry)
+
+{photos}
+
+## Where it fails
+
+{fails}
+"""
