@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -536,7 +537,7 @@ class Renderer:
             key = (
                 f"traffic_light:{self.light_state(f, self._t)}"
                 if f.cls == "traffic_light"
-                else f.cls
+                else _style(f.cls, f.id, self.bank.front)
             )
             ident = self._label_id()
             corners = self._face_corners(centre, nrm, f.width_m, f.face_height_m)
@@ -546,7 +547,9 @@ class Renderer:
             if n and cosang > COS_LABEL:
                 self._labels.append((ident, f.cls, f.id, self._px(self._cam(corners)), dist, n))
         else:
-            key = "traffic_light" if f.cls == "traffic_light" else f.cls
+            key = (
+                "traffic_light" if f.cls == "traffic_light" else _style(f.cls, f.id, self.bank.back)
+            )
             corners = self._face_corners(centre, -nrm, f.width_m, f.face_height_m)
             self._sprite(self.bank.back[key], corners, self._gain(dist, xy, False), OCCLUDER)
             self._fill(self._cam(pole), self._colour(POLE, dist, xy))
@@ -746,3 +749,9 @@ class Renderer:
         if faults.exposure != 1.0:
             img = np.asarray(cv2.convertScaleAbs(img, alpha=faults.exposure), dtype=np.uint8)
         return img
+
+
+def _style(cls: str, feature_id: str, bank: dict[str, object]) -> str:
+    """Which design a sign wears: the drawn one or the pictogram, by a hash of its id."""
+    alt = f"{cls}:pictogram"
+    return alt if alt in bank and zlib.crc32(feature_id.encode()) % 2 else cls

@@ -1,5 +1,10 @@
 """Textures drawn into the scene: sign faces, traffic-light housings, hydrants, licence
-plates and faces (real LFW face crops from scikit-image). All are BGRA uint8 arrays whose
+plates and faces (real LFW face crops from scikit-image).
+
+Sign faces come in two styles: drawn here with OpenCV, and the pictograms of the npm
+package `mapillary_sprite_source` (MIT, (c) 2015 mapillary; sim/assets/signs/, rasterised
+by scripts/sign_sprites.py). The renderer picks one per sign (by its id), so the detector
+sees more than one design of each class. All are BGRA uint8 arrays whose
 full extent maps onto the object's physical face rectangle; a few mip levels are kept so
 tiny on-screen objects stay anti-aliased."""
 
@@ -7,6 +12,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -56,6 +62,22 @@ def _text(
     cv2.putText(
         img, text, (int(cx - tw / 2), int(cy + th / 2)), font, scale, (*color, 255), t, cv2.LINE_AA
     )
+
+
+PICTOGRAMS = Path(__file__).resolve().parent / "assets" / "signs"
+
+
+def pictogram(cls: str, size: int = 256) -> Image | None:
+    """The mapillary_sprite_source pictogram of a sign class (BGRA), or None."""
+    path = PICTOGRAMS / f"{cls}.png"
+    if not path.exists():
+        return None
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None or img.ndim != 3 or img.shape[2] != 4:
+        return None
+    if img.shape[:2] != (size, size):
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    return np.asarray(img, dtype=np.uint8)
 
 
 def sign_face(cls: str, size: int = 256) -> Image:
@@ -291,6 +313,10 @@ class SpriteBank:
             f = sign_face(cls)
             self.front[cls] = mips(f)
             self.back[cls] = mips(sign_back(f))
+            p = pictogram(cls)
+            if p is not None:
+                self.front[f"{cls}:pictogram"] = mips(p)
+                self.back[f"{cls}:pictogram"] = mips(sign_back(p))
         for st in LIGHT_STATES:
             self.front[f"traffic_light:{st}"] = mips(traffic_light(st))
         back = traffic_light("red")
