@@ -192,3 +192,15 @@ def test_the_state_scan_finds_a_write_where_there_is_one() -> None:
         "epoch.state = 'published'\n"
     )
     assert _writes_state(sample) == [1, 2, 3]
+
+
+def test_a_second_frame_of_the_same_device_and_seq_is_an_integrity_error(device: Device) -> None:
+    """The door relies on it to see a concurrent worker's row (COPY on PostgreSQL too)."""
+    from django.db import IntegrityError, transaction
+
+    (first,) = lifecycle.store_frames([unsaved(device, 1, [FLAG])])
+    stored = Frame.objects.get(pk=first.pk)
+    assert stored.flags == [FLAG] and stored.received_at is not None
+    with pytest.raises(IntegrityError), transaction.atomic():
+        lifecycle.store_frames([unsaved(device, 1)])
+    assert Frame.objects.count() == 1

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -100,9 +100,37 @@ def store_frames(rows: Sequence[Frame]) -> list[Frame]:
         row.processed_at = None
         _apply_state(row)
     with transaction.atomic():
-        created = Frame.objects.bulk_create(list(rows))
+        created = _insert(list(rows))
         queue.enqueue(IMAGE_CHECK, {row.device.device_id for row in rows})
     return created
+
+
+def _insert(rows: list[Frame]) -> list[Frame]:
+    """Insert new frames, their ids set. On PostgreSQL with COPY into ids taken from the
+    table's sequence: a batch's multi-row INSERT costs the door about half its database
+    CPU in building and parsing a statement with 50 parameters a row. Elsewhere bulk_create."""
+    if connection.vendor != "postgresql" or not rows:
+        return Frame.objects.bulk_create(rows)
+    fields = [f for f in Frame._meta.concrete_fields if not f.primary_key]
+    table = connection.ops.quote_name(Frame._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [Frame._meta.db_table, len(rows)],
+        )
+        ids = [r[0] for r in cursor.fetchall()]
+        raw = cursor.cursor  # psycopg's own cursor: COPY is not in Django's wrapper
+        with raw.copy(f"COPY {table} (id, {columns}) FROM STDIN") as copy:
+            for pk, row in zip(ids, rows, strict=True):
+                row.pk = pk
+                copy.write_row(
+                    [pk, *(f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields)]
+                )
+    for row in rows:
+        row._state.adding = False
+        row._state.db = "default"
+    return rows
 
 
 # -- image-checked (the image-check job) -------------------------------------------------
