@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -79,7 +80,8 @@ def gpu_fps(weights: Path | None, images: list[np.ndarray], imgsz: int) -> str:
     offline_environment()
     from ultralytics import YOLO
 
-    model = YOLO(str(weights)).model.to("cuda").half().eval()
+    net: Any = YOLO(str(weights)).model
+    model = net.to("cuda").half().eval()
     det = YoloDetector(DetectorSettings(model=DEFAULT_MODEL, batch=8))
     blob, _ = det.preprocess(images[:8])
     x = torch.from_numpy(blob).to("cuda").half()
@@ -126,6 +128,8 @@ def privacy_recall(det: YoloDetector, data: Path, limit: int) -> list[str]:
     det.settings.batch = 1
     for path in images:
         img = cv2.imread(str(path))
+        if img is None:
+            continue
         h, w = img.shape[:2]
         truth = read_labels(data / "labels" / "val" / f"{path.stem}.txt", w, h)
         found = det.detect([img])[0]
@@ -140,7 +144,7 @@ def privacy_recall(det: YoloDetector, data: Path, limit: int) -> list[str]:
                 hits["face_model"].append(
                     any(d.cls == face and iou(box, (d.x1, d.y1, d.x2, d.y2)) >= 0.3 for d in found)
                 )
-                cfaces = cf.detect(img) if cfaces is None else cfaces
+                cfaces = cf.detect(np.asarray(img, np.uint8)) if cfaces is None else cfaces
                 hits["face_centerface"].append(
                     any(iou(box, (b.x1, b.y1, b.x2, b.y2)) >= 0.3 for b in cfaces)
                 )

@@ -406,6 +406,8 @@ def main() -> int:
         for run in runs.values():
             for snt in run.sent:
                 im = cv2.imdecode(np.frombuffer(snt.frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
+                if im is None:
+                    continue
                 labels[pixel_key(im)] = run.truth_labels.get(
                     (snt.frame.device_id, snt.frame.seq), []
                 )

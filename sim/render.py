@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import cv2
@@ -751,7 +751,7 @@ class Renderer:
         return img
 
 
-def _style(cls: str, feature_id: str, bank: dict[str, object]) -> str:
+def _style(cls: str, feature_id: str, bank: Mapping[str, object]) -> str:
     """Which design a sign wears: the drawn one or the pictogram, by a hash of its id."""
     alt = f"{cls}:pictogram"
     return alt if alt in bank and zlib.crc32(feature_id.encode()) % 2 else cls

@@ -42,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = cmds.add_parser("tiles", help="training crops from a `roadmesh sim dataset` folder")
     t.add_argument("--data", type=Path, required=True, help="the sim dataset folder")
     t.add_argument("--out", type=Path, required=True)
-    t.add_argument("--size", type=int, default=256)
+    t.add_argument("--size", type=int, default=224)
+    t.add_argument("--object-tiles", type=int, default=1, help="crops near objects, per image")
+    t.add_argument("--background-tiles", type=float, default=0.25, help="random crops, per image")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_tiles)
 
@@ -50,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--data", type=Path, required=True, help="data.yaml (tiles or sim dataset)")
     tr.add_argument("--out", type=Path, default=Path("out/vision/train"))
     tr.add_argument("--model", default="yolov8n.yaml")
-    tr.add_argument("--imgsz", type=int, default=256)
+    tr.add_argument("--imgsz", type=int, default=224)
     tr.add_argument("--epochs", type=int, default=300)
     tr.add_argument("--hours", type=float, default=0.8, help="wall-clock budget (0: epochs only)")
     tr.add_argument("--batch", type=int, default=16)
@@ -135,7 +137,16 @@ def _train_module():  # type: ignore[no-untyped-def]
 def _tiles(args: argparse.Namespace) -> int:
     train = _train_module()
     try:
-        stats = train.make_tiles(args.data, args.out, train.TileSettings(size=args.size), args.seed)
+        stats = train.make_tiles(
+            args.data,
+            args.out,
+            train.TileSettings(
+                size=args.size,
+                object_tiles=args.object_tiles,
+                background_tiles=args.background_tiles,
+            ),
+            args.seed,
+        )
     except train.TrainError as exc:
         raise CommandError(str(exc)) from exc
     print(f"tiles {args.out}: {json.dumps(stats)}")

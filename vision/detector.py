@@ -40,7 +40,7 @@ from numpy.typing import NDArray
 
 logger = logging.getLogger(__name__)
 
-Image = NDArray[np.uint8]
+Image = NDArray[Any]  # BGR uint8, H x W x 3
 PAD_VALUE = 114
 TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -296,7 +296,7 @@ def decode(
             conf,
             iou,
         )
-        idx = np.asarray(idx, dtype=np.int64).reshape(-1)[:max_det]
+        kept = np.asarray(idx, dtype=np.int64).reshape(-1)[:max_det]
         dets = [
             Detection(
                 int(cls[i]),
@@ -307,7 +307,7 @@ def decode(
                 float(np.clip(x1[i] + bw[i], 0, w)),
                 float(np.clip(y1[i] + bh[i], 0, h)),
             )
-            for i in idx
+            for i in kept
         ]
         out.append(dets)
     return out

@@ -76,6 +76,7 @@ class MapperSettings:
     pass_gate_m: float = 6.0  # + 0.15 x range: how far a detection may lie from its pass
     cluster_eps_m: float = 6.0  # two passes of one sign differ by ~2.5 m per axis (GNSS)
     facing_scale_m: float = 3.0  # how much facing counts in clustering (m per radian-ish)
+    min_pass_observations: int = 1  # shorter passes are dropped
     confirm_passes: int = 2
     # one pass confirms alone when it has this many sightings over this much camera travel
     confirm_single_observations: int = 3
@@ -183,8 +184,8 @@ def triangulate(members: Sequence[Located], s: MapperSettings) -> tuple[FloatArr
         sr = max(0.3, m.range_m * s.range_sigma)
         a += perp / sp**2 + np.outer(d, d) / sr**2
         b += perp @ c / sp**2 + np.outer(d, d) @ (c + m.range_m * d) / sr**2
-    cov = np.linalg.inv(a)
-    return cov @ b, cov
+    cov = np.asarray(np.linalg.inv(a), dtype=np.float64)
+    return np.asarray(cov @ b, dtype=np.float64), cov
 
 
 def _ray_distance(m: Located, xy: FloatArray) -> float:
@@ -243,7 +244,7 @@ def passes(observations: Sequence[Observation], s: MapperSettings | None = None)
         )
         votes = Counter(m.value for m in p.members)
         p.value = votes.most_common(1)[0][0] if votes else ""
-    return out
+    return [p for p in out if len(p.members) >= s.min_pass_observations]
 
 
 @dataclass

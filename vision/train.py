@@ -171,7 +171,7 @@ def randomise(image: NDArray[np.uint8], rng: np.random.Generator) -> NDArray[np.
             c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
             r = int(rng.integers(4, max(5, w // 10)))
             cv2.circle(img, c, r, tuple(float(v) for v in rng.uniform(20, 120, 3)), -1)
-    out = np.clip(img, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(img, 0, 255).astype(np.uint8)
     if rng.random() < 0.25:
         k = int(rng.choice([3, 5]))
         out = cv2.GaussianBlur(out, (k, k), float(rng.uniform(0.5, 1.5)))
@@ -181,9 +181,10 @@ def randomise(image: NDArray[np.uint8], rng: np.random.Generator) -> NDArray[np.
     if rng.random() < 0.5:
         q = int(rng.integers(30, 90))
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, q])
-        if ok:
-            out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    return out
+        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+        if decoded is not None:
+            out = decoded
+    return np.asarray(out, dtype=np.uint8)
 
 
 def _tile_origins(
@@ -231,7 +232,7 @@ def make_tiles(
                 cb = crop_boxes(boxes, x0, y0, t.size, t.min_keep)
                 ch, cw = crop.shape[:2]
                 if split == "train" and rng.random() < t.randomise:
-                    crop = randomise(crop, rng)
+                    crop = randomise(np.asarray(crop, dtype=np.uint8), rng)
                 name = f"{path.stem}_{k}"
                 cv2.imwrite(
                     str(out / "images" / split / f"{name}.jpg"),

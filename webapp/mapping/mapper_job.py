@@ -97,7 +97,7 @@ def load_inputs(
         np.array([_ts(rows[i][2]) for i in keep]),
         east[keep],
         north[keep],
-        np.array([float(rows[i][5]) for i in keep]),
+        np.array([float(rows[i][5] or 0.0) for i in keep]),
     )
     groups = set(CLASS_SIZES_M)
     dets = Detection.objects.filter(
