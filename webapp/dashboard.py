@@ -167,6 +167,18 @@ def explained(breakdown: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def multiplier_rows(devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per multiplier: its reason and each device's value (a device per column)."""
+    rows = []
+    for name, why in MULTIPLIERS.items():
+        values = [
+            next((m["value"] for m in d["multipliers"] if m["name"] == name), None) for d in devices
+        ]
+        if any(v is not None for v in values):
+            rows.append({"name": name, "why": why, "values": values})
+    return rows
+
+
 def earnings(owner: User) -> list[dict[str, Any]]:
     rows = (
         Allocation.objects.filter(account=owner).select_related("epoch").order_by("-epoch__number")
@@ -189,6 +201,7 @@ def earnings(owner: User) -> list[dict[str, Any]]:
                 "mean_region": coverage.get("mean_region"),
                 "mean_demand": coverage.get("mean_demand"),
                 "devices": explained(a.breakdown or {}),
+                "multipliers": multiplier_rows(explained(a.breakdown or {})),
                 "wallet": a.wallet_address,
                 "proof": a.proof,
                 "cumulative_base_units": str(a.cumulative_amount),

@@ -1,6 +1,6 @@
 """Throttles in front of every view: per-client request rates, a per-key daily quota, a
-stricter rate on logins and device registration, and a per-process cap on concurrent
-expensive requests, so a burst of heavy queries cannot take every server thread
+stricter rate on logins and device registration, a tile budget of its own, and a
+per-process cap on concurrent expensive requests, so a burst of heavy queries cannot take every server thread
 (`/healthz` and static files stay fast). A refusal is a 429 with `Retry-After`, in the
 API's one error shape.
 
@@ -32,7 +32,6 @@ EXPENSIVE_PREFIXES = (
     "/api/v1/frames",
     "/api/v1/coverage",
     "/api/v1/changes",
-    "/tiles/",
     "/ogc/collections/",
     "/downloads/",
 )
@@ -96,8 +95,11 @@ class Gate:
 class ThrottleMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
-        self.web: WebSettings = settings.WEB
-        self.gate = Gate(self.web.expensive_concurrency)
+        self.gate = Gate(settings.WEB.expensive_concurrency)
+
+    @property
+    def web(self) -> WebSettings:
+        return settings.WEB  # type: ignore[no-any-return]
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path
@@ -122,6 +124,11 @@ class ThrottleMiddleware:
             self.gate.leave()
 
     def _rate(self, request: HttpRequest, ip: str) -> HttpResponse | None:
+        if request.path.startswith("/tiles/"):
+            # a map view pulls dozens of tiles at once: a budget of their own, per address;
+            # building one (a cache miss) is bounded in webapp.tiles
+            wait = hit(f"tiles:{ip}", self.web.tile_rate)
+            return None if wait is None else too_many(wait, "rate limit for tiles")
         key = request_key(request)
         if key is None:
             wait = hit(f"ip:{ip}", self.web.anon_rate)

@@ -263,6 +263,18 @@ class TileCache:
 
 
 cache = TileCache(CACHE_TILES)
+_build_slots: threading.BoundedSemaphore | None = None
+_slots_lock = threading.Lock()
+BUILD_WAIT_S = 2.0
+
+
+def build_slots() -> threading.BoundedSemaphore:
+    """At most ROADMESH_EXPENSIVE_CONCURRENCY tiles built at once in this process."""
+    global _build_slots
+    with _slots_lock:
+        if _build_slots is None:
+            _build_slots = threading.BoundedSemaphore(settings.WEB.expensive_concurrency)
+        return _build_slots
 
 
 def encode(layer: str, features: list[dict[str, Any]]) -> bytes:
@@ -300,7 +312,15 @@ def tile(request: HttpRequest, layer: str, z: int, x: int, y: int) -> HttpRespon
     try:
         data = cache.get((layer, z, x, y), ttl) if public and ttl else None
         if data is None:
-            data = build(request, layer, z, x, y)
+            slots = build_slots()
+            if not slots.acquire(timeout=BUILD_WAIT_S):
+                return error_response(
+                    429, "the server is busy building other tiles", headers={"Retry-After": "1"}
+                )
+            try:
+                data = build(request, layer, z, x, y)
+            finally:
+                slots.release()
             if public and ttl:
                 cache.put((layer, z, x, y), data)
     except ApiError as exc:

@@ -59,6 +59,7 @@ class WebSettings:
     anon_rate: Rate = Rate(120, 60)  # ROADMESH_API_ANON_RATE
     key_rate: Rate = Rate(600, 60)  # ROADMESH_API_KEY_RATE (a key's own limit overrides it)
     login_rate: Rate = Rate(10, 60)  # ROADMESH_LOGIN_RATE (login forms, device registration)
+    tile_rate: Rate = Rate(3000, 60)  # ROADMESH_TILE_RATE (per client IP)
     expensive_concurrency: int = 4  # ROADMESH_EXPENSIVE_CONCURRENCY (per process)
     login_failure_limit: int = 5  # ROADMESH_LOGIN_FAILURE_LIMIT (then the account is locked)
     login_lockout_minutes: int = 15  # ROADMESH_LOGIN_LOCKOUT_MINUTES
@@ -98,6 +99,7 @@ class WebSettings:
             anon_rate=env_rate("API_ANON_RATE", "120/minute"),
             key_rate=env_rate("API_KEY_RATE", "600/minute"),
             login_rate=env_rate("LOGIN_RATE", "10/minute"),
+            tile_rate=env_rate("TILE_RATE", "3000/minute"),
             expensive_concurrency=env_int("EXPENSIVE_CONCURRENCY", 4, minimum=1, maximum=256),
             login_failure_limit=env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=1000),
             login_lockout_minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1),

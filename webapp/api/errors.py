@@ -7,6 +7,8 @@ errors, throttles (429 with Retry-After), missing routes and server errors under
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
@@ -58,3 +60,28 @@ def forbidden(request: HttpRequest, exception: Exception) -> HttpResponse:
     if is_api_path(request.path):
         return error_response(403, "forbidden")
     return defaults.permission_denied(request, exception)
+
+
+class JsonErrorMiddleware:
+    """Under the API prefixes, an error answer that is not JSON (a 405 from the router,
+    a 413 from the request parser ...) becomes the one error shape, headers kept."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code >= 400
+            and is_api_path(request.path)
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            reason = response.reason_phrase.lower() if response.reason_phrase else "error"
+            shaped = error_response(
+                response.status_code, f"{reason}: {request.method} {request.path}"
+            )
+            for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+                if header in response:
+                    shaped[header] = response[header]
+            return shaped
+        return response

@@ -167,7 +167,8 @@ function evidence(obs) {
     left: `${(100 * x0) / w}%`, top: `${(100 * y0) / h}%`, width: `${(100 * (x1 - x0)) / w}%`, height: `${(100 * (y1 - y0)) / h}%`,
   } });
   wrap.append(img, box);
-  const caption = el("div", { class: "muted" }, `${obs.class} ${(obs.confidence * 100).toFixed(0)} % · ${obs.captured_at || obs.captured_on}`);
+  const at = (obs.captured_at || obs.captured_on).slice(0, 16).replace("T", " ");
+  const caption = el("div", { class: "muted" }, `${obs.class.replaceAll("_", " ")} · ${(obs.confidence * 100).toFixed(0)} % · ${at}`);
   return el("div", {}, wrap, caption);
 }
 
@@ -177,12 +178,14 @@ async function showFeature(map, id) {
   const p = body.properties;
   const [lon, lat] = body.geometry.coordinates;
   map.getSource("ellipse").setData(ellipsePolygon(lon, lat, p.ellipse));
+  if (!map.getBounds().contains([lon, lat])) map.jumpTo({ center: [lon, lat] });
+  const when = (s) => (s ? s.slice(0, 16).replace("T", " ") : "—");
   const rows = [
     ["class", p.class], ["value", p.value ?? "—"], ["state", p.state],
     ["position", `${lat.toFixed(6)}, ${lon.toFixed(6)}`],
     ["uncertainty", `${p.ellipse.semi_major_m.toFixed(1)} × ${p.ellipse.semi_minor_m.toFixed(1)} m`],
     ["facing", p.facing_deg == null ? "—" : `${Math.round(p.facing_deg)}°`],
-    ["first seen", p.first_seen_at], ["last seen", p.last_seen_at],
+    ["first seen", when(p.first_seen_at)], ["last seen", when(p.last_seen_at)],
     ["passes", p.passes], ["devices", p.devices],
   ];
   const dl = el("dl");
