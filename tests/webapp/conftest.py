@@ -11,6 +11,7 @@ import pytest
 from django.core.cache import cache
 
 from webapp import tiles
+from webapp.api import usage
 
 
 @pytest.fixture(autouse=True)
@@ -21,6 +22,7 @@ def _fast_passwords(settings: Any) -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_counters() -> Iterator[None]:
+    usage._pending.clear()  # counts of an earlier test's requests
     cache.clear()
     tiles.cache.clear()
     yield

@@ -331,3 +331,27 @@ def test_an_unreachable_image_store_answers_503(
     response = client.get(f"/api/v1/images/{sha}.jpg")
     assert response.status_code == 503
     assert "unavailable" in response.json()["error"]
+
+
+def test_a_frame_the_server_reblurred_is_shown_only_as_its_derived_image(
+    client: Client, fleet: dict[str, Any]
+) -> None:
+    from webapp.mapping.models import DerivedImage
+
+    frame = fleet["mine"][0]
+    original = _with_image(frame, b"\xff\xd8 a face the device missed \xff\xd9")
+    store = LocalObjectStore(settings.SERVER.image_dir)
+    derived = store.put(b"\xff\xd8 the face blurred by the server \xff\xd9")
+    DerivedImage.objects.create(
+        frame=frame, image_sha256=derived, source_sha256=original, model_version="t"
+    )
+    key = bearer(consumer_key())
+    body = client.get(f"/api/v1/frames/{frame.pk}", **key).json()["properties"]
+    assert body["image_sha256"] == original  # what the device signed
+    assert body["public_image_sha256"] == derived
+    url = urlparse(body["image_url"])
+    assert url.path == f"/api/v1/images/{derived}.jpg"
+    assert Client().get(f"{url.path}?{url.query}").content.startswith(b"\xff\xd8 the face blurred")
+    assert client.get(f"/api/v1/images/{original}.jpg", **key).status_code == 404
+    client.force_login(fleet["owner"])
+    assert client.get(f"/api/v1/images/{original}.jpg").status_code == 404

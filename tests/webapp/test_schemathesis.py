@@ -3,10 +3,13 @@ operation of the consumer API find no server error (5xx) and keep the one error 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
@@ -26,12 +29,19 @@ schema = schemathesis.openapi.from_wsgi("/api/v1/schema", application)
 
 
 @pytest.fixture
-def data(db: None, web: Any) -> dict[str, str]:
+def data(db: None, web: Any) -> Iterator[dict[str, str]]:
     web(anon_rate=Rate(100_000, 60), key_rate=Rate(100_000, 60), login_rate=Rate(100_000, 60))
     frames = frames_along(device(person("driver"), "dev-a"), 3)
     sign = feature("speed_limit_50", 60.17, 24.94)
     detection(frames[0], sign)
-    return bearer(consumer_key())
+    # as Django's test client does: keep the test's connection (and its transaction) open
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield bearer(consumer_key())
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
 
 
 @schema.parametrize()

@@ -18,13 +18,14 @@ from ninja import Router
 
 from webapp.api.access import reader
 from webapp.api.errors import ApiError
-from webapp.api.frames import signed_image_url
+from webapp.api.frames import public_sha, signed_image_url
 from webapp.api.models import FeatureEvent
 from webapp.api.query import (
     Area,
     BBox,
     decode_cursor,
     encode_cursor,
+    object_id,
     parse_area,
     parse_limit,
     parse_when,
@@ -170,13 +171,13 @@ def feature(request: HttpRequest, feature_id: int) -> HttpResponse:
     """The feature and the detections that placed it: each with its box and a signed URL
     of the blurred frame. Device ids and capture times of the evidence are shown to
     readers who may read frames; others get the day only."""
-    found = MapFeature.objects.filter(pk=feature_id).first()
+    found = MapFeature.objects.filter(pk=object_id(feature_id, "feature")).first()
     if found is None:
         raise ApiError(404, f"no feature {feature_id}")
     who = reader(request)
     detections = list(
         Detection.objects.filter(feature=found)
-        .select_related("frame", "frame__device")
+        .select_related("frame", "frame__device", "frame__derived_image")
         .order_by("-frame__captured_at")[:MAX_OBSERVATIONS]
     )
     own = {d.frame_id for d in detections if who.user and d.frame.device.owner_id == who.user.pk}
@@ -189,7 +190,7 @@ def feature(request: HttpRequest, feature_id: int) -> HttpResponse:
                 "class": d.label,
                 "confidence": d.confidence,
                 "box": [d.x0, d.y0, d.x1, d.y1],
-                "image_url": signed_image_url(request, d.frame.image_sha256),
+                "image_url": signed_image_url(request, public_sha(d.frame)),
                 "image_size": [d.frame.image_width, d.frame.image_height],
                 "heading_deg": d.frame.heading_deg,
                 "captured_on": d.frame.captured_at.date().isoformat(),

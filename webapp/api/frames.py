@@ -16,12 +16,14 @@ from typing import Any
 import shapely
 from django.conf import settings
 from django.core import signing
+from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router
 
 from webapp.api.access import reader
 from webapp.api.errors import ApiError
-from webapp.api.query import Area, encode_cursor, parse_area, parse_limit, parse_week
+from webapp.api.query import Area, encode_cursor, object_id, parse_area, parse_limit, parse_week
 from webapp.api.query import decode_cursor as _decode_cursor
 from webapp.api.usage import count_at
 from webapp.fleet.models import Frame
@@ -33,6 +35,23 @@ router = Router(tags=["frames"])
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DRIVE_GAP = timedelta(minutes=5)  # a longer gap between two frames starts a new drive
 MAX_DRIVE_FRAMES = 50_000
+
+
+def public_sha(frame: Frame) -> str:
+    """The image the API shows of a frame: the server's re-blurred derivation where the
+    privacy re-check made one, else the device's (already blurred) original."""
+    try:
+        return frame.derived_image.image_sha256  # type: ignore[attr-defined,no-any-return]
+    except ObjectDoesNotExist:
+        return frame.image_sha256
+
+
+def frames_showing(sha256: str) -> QuerySet[Frame]:
+    """Frames whose public image has this hash (an original replaced by a derived image is
+    not public: it held faces or plates the device missed)."""
+    return Frame.objects.filter(
+        Q(derived_image__image_sha256=sha256) | Q(image_sha256=sha256, derived_image__isnull=True)
+    )
 
 
 def image_signature(sha256: str, expires: int) -> str:
@@ -99,7 +118,8 @@ def frame_feature(frame: Frame, request: HttpRequest) -> dict[str, Any]:
             "satellites": frame.satellites,
             "h3_r12": format(frame.h3_r12, "x"),
             "image_sha256": frame.image_sha256,
-            "image_url": signed_image_url(request, frame.image_sha256),
+            "public_image_sha256": public_sha(frame),
+            "image_url": signed_image_url(request, public_sha(frame)),
             "quality": {
                 "sharpness": frame.quality_sharpness,
                 "exposure": frame.quality_exposure,
@@ -158,7 +178,11 @@ def frames(
     if after is not None:
         at = EPOCH + timedelta(microseconds=after["t"])
         query = query.filter(captured_at__gte=at).exclude(captured_at=at, id__lte=after["id"])
-    batch = list(query.select_related("device").order_by("captured_at", "id")[: size * 4 + 1])
+    batch = list(
+        query.select_related("device", "derived_image").order_by("captured_at", "id")[
+            : size * 4 + 1
+        ]
+    )
     more = len(batch) > size * 4
     rows = _inside_polygon(batch, area)
     page = rows[:size]
@@ -179,7 +203,12 @@ def frames(
 
 @router.get("/frames/{frame_id}", summary="One frame with its provenance")
 def frame(request: HttpRequest, frame_id: int) -> HttpResponse:
-    row = reader(request).frames(Frame.objects.select_related("device")).filter(pk=frame_id)
+    object_id(frame_id, "frame")
+    row = (
+        reader(request)
+        .frames(Frame.objects.select_related("device", "derived_image"))
+        .filter(pk=frame_id)
+    )
     found = row.first()
     if found is None:
         raise ApiError(404, f"no frame {frame_id} that you may read")
@@ -198,10 +227,10 @@ def image(
             raise ApiError(403, "this image URL expired: ask for the frame again")
         if not hmac.compare_digest(sig, image_signature(sha256, expires)):
             raise ApiError(403, "this image URL's signature is not valid")
-        exists = Frame.objects.filter(image_sha256=sha256).exists()
+        exists = frames_showing(sha256).exists()
         public = True
     else:
-        exists = reader(request).frames(Frame.objects.filter(image_sha256=sha256)).exists()
+        exists = reader(request).frames(frames_showing(sha256)).exists()
     if not exists:
         raise ApiError(404, "no frame you may read has this image")
     try:

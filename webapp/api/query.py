@@ -141,6 +141,16 @@ def parse_datetime_interval(raw: str | None) -> tuple[datetime | None, datetime 
     )
 
 
+MAX_ID = 2**63 - 1
+
+
+def object_id(value: int, what: str) -> int:
+    """A path id the database can hold; anything else names no object (404)."""
+    if not 0 < value <= MAX_ID:
+        raise ApiError(404, f"no {what} {value}")
+    return value
+
+
 def parse_limit(raw: str | int | None, default: int, maximum: int) -> int:
     if raw is None or raw == "":
         return default

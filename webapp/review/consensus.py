@@ -144,7 +144,7 @@ def cast_vote(
         label = ""
     with transaction.atomic():
         task = (
-            ReviewTask.objects.select_for_update()
+            ReviewTask.objects.select_for_update(of=("self",))
             .select_related("feature", "detection__frame__device")
             .filter(pk=task_id)
             .first()
@@ -186,6 +186,7 @@ def settle(task: ReviewTask, answer: str) -> None:
         if answer != ACCEPT:
             feature.label = answer
         feature.status = MapFeature.Status.CONFIRMED
+    feature.status_by = "review"  # the mapper keeps a review's decision
     feature.save()
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from webapp.api.frames import public_sha
 from webapp.fleet.models import Frame
 from webapp.images import ObjectStoreError, shared_store
 from webapp.mapping.models import ReviewTask
@@ -81,7 +82,7 @@ def export_yolo(out: Path) -> ExportSummary:
         if not frame.image_width or not frame.image_height:
             continue
         try:
-            data = store.get(frame.image_sha256)
+            data = store.get(public_sha(frame))  # the re-blurred image where there is one
         except (KeyError, ObjectStoreError):
             continue
         name = f"frame-{frame.pk:09d}"

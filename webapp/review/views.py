@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from webapp.accounts.models import User
 from webapp.api.errors import ApiError, error_response
-from webapp.api.frames import signed_image_url
+from webapp.api.frames import public_sha, signed_image_url
 from webapp.api.jsonbody import parse_object
 from webapp.mapping.models import Detection, MapFeature, ReviewTask
 from webapp.review import consensus
@@ -87,7 +87,7 @@ def task_json(request: HttpRequest, task: ReviewTask) -> dict[str, Any]:
             "confidence": round(d.confidence, 3),
             "box": [d.x0, d.y0, d.x1, d.y1],
             "frame": d.frame_id,
-            "image_url": signed_image_url(request, d.frame.image_sha256),
+            "image_url": signed_image_url(request, public_sha(d.frame)),
             "image_size": [d.frame.image_width, d.frame.image_height],
         }
     return body
