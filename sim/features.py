@@ -27,7 +27,9 @@ from sim.polyline import at_distance, right_normal
 from sim.world import ATTRIBUTION, World
 from vision.geo import bearing_deg, bearing_vector
 
-SPEED_VALUES = (30, 40, 50, 60)
+# posted limits that get signs (the detector's classes cover 30-60; 20 and 80 km/h roads of
+# the procedural worlds get signs too, which the detector does not know: `SIGN_CLASSES`)
+SPEED_VALUES = (20, 30, 40, 50, 60, 80)
 FEATURE_CLASSES = (
     "stop",
     "yield",
@@ -41,6 +43,7 @@ FEATURE_CLASSES = (
     "fire_hydrant",
 )
 CLASS_NAMES = (*FEATURE_CLASSES, "license_plate", "face")
+SIGN_CLASSES = (*FEATURE_CLASSES, "speed_limit_20", "speed_limit_80")  # what can stand in a street
 CLASS_ID = {c: i for i, c in enumerate(CLASS_NAMES)}
 
 # face width x height (m), centre height above ground (m)

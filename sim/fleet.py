@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sim.conditions import CameraFaults
-from sim.drive import DriveSpec, default_start, load_context, plan_drive, record
+from sim.drive import DriveSpec, default_start, load_context, plan_drive, record, shift_vector
 from sim.world import ATTRIBUTION
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,19 @@ ADVERSARY_KINDS = (
     "loop_camper",
     "cloned_key",
     "bad_camera",
+    "shifted_track",
+    "shifted_copy",
+    "track_thief",
 )
+PAIRED = {  # kinds that take two devices: (the other device's detail, this one's)
+    "duplicate_farmer": ("original", "copy"),
+    "cloned_key": ("original", "clone"),
+    "shifted_copy": ("original", "copy"),
+    "track_thief": ("victim", "thief"),
+}
+# offsets (m) the shifted-track kinds draw from (by the fleet's seed) unless one is named,
+# as in `shifted_track@200`
+SHIFT_OFFSETS_M = (30.0, 50.0, 100.0, 200.0, 500.0)
 ROLE_NOTES = {
     "honest": "drives and records normally",
     "gnss_spoofer": "honest first third; then a teleport, 20 s at 288 km/h, then a smooth fake track elsewhere that the images contradict (see truth/fixes.csv note)",
@@ -43,6 +55,9 @@ ROLE_NOTES = {
     "loop_camper": "drives the same few blocks (within ~220 m of home) all the time",
     "cloned_key": "two devices with one identity (device_id and key) driving in two places at once",
     "bad_camera": "blurred, obstructed or dark camera",
+    "shifted_track": "uploads its own real drive with every fix moved by one constant offset (detail: metres): plausible speeds, no jumps, cells it never drove",
+    "shifted_copy": "a pair: the copy uploads the original's pictures (altered like a duplicate farmer's) under a track shifted by a constant offset (detail of the copy: copy@metres)",
+    "track_thief": "a pair: the thief uploads its own real pictures under the victim's real GNSS track (a drivable route somewhere else, at plausible speeds)",
 }
 
 
@@ -79,6 +94,8 @@ class Device:
                     "light": s.light,
                 }
             )
+            if s.shift_m is not None:
+                d["shift_m"] = list(s.shift_m)
             if s.faults is not None:
                 d["faults"] = {
                     "blur_sigma": s.faults.blur_sigma,
@@ -120,7 +137,7 @@ def plan_fleet(
         order = list(rng.permutation(ADVERSARY_KINDS))
         kinds, used = [], 0
         for kind in order * 3:
-            cost = 2 if kind in ("duplicate_farmer", "cloned_key") else 1
+            cost = 2 if kind in PAIRED else 1
             if used + cost > k:
                 continue
             kinds.append(str(kind))
@@ -129,23 +146,45 @@ def plan_fleet(
                 break
     else:
         kinds = [x.strip() for x in adversaries.split(",") if x.strip()]
-        bad = [x for x in kinds if x not in ADVERSARY_KINDS]
+        bad = [x for x in kinds if x.partition("@")[0] not in ADVERSARY_KINDS]
         if bad:
             raise ValueError(
                 f"unknown adversary kind(s): {', '.join(bad)} (choose from {', '.join(ADVERSARY_KINDS)})"
             )
-    need = sum(2 if x in ("duplicate_farmer", "cloned_key") else 1 for x in kinds)
+    offsets: dict[int, float] = {}  # index into kinds -> shift (m)
+    for k, x in enumerate(kinds):
+        kind, _, off = x.partition("@")
+        if off:
+            try:
+                offsets[k] = float(off)
+            except ValueError:
+                raise ValueError(f"{x}: the offset after @ must be metres") from None
+            if kind not in ("shifted_track", "shifted_copy") or offsets[k] <= 0:
+                raise ValueError(
+                    f"{x}: only shifted_track and shifted_copy take a positive @offset"
+                )
+        elif kind in ("shifted_track", "shifted_copy"):
+            offsets[k] = float(SHIFT_OFFSETS_M[int(rng.integers(0, len(SHIFT_OFFSETS_M)))])
+        kinds[k] = kind
+    need = sum(2 if x in PAIRED else 1 for x in kinds)
     if need > n:
         raise ValueError(f"{n} devices cannot hold adversaries {kinds} ({need} devices needed)")
     roles: list[tuple[str, str]] = [("honest", "")] * n
+    shift_of: dict[int, float] = {}  # device index -> its track's offset (m)
     slots = list(rng.permutation(n))
-    for kind in kinds:
-        if kind in ("duplicate_farmer", "cloned_key"):
+    for k, kind in enumerate(kinds):
+        if kind in PAIRED:
             a, b = int(slots.pop()), int(slots.pop())
-            roles[a] = (kind, f"original:{b}")
-            roles[b] = (kind, f"{'copy' if kind == 'duplicate_farmer' else 'clone'}:{a}")
+            first, second = PAIRED[kind]
+            roles[a] = (kind, f"{first}:{b}")
+            roles[b] = (kind, f"{second}:{a}")
+            if k in offsets:
+                shift_of[b] = offsets[k]
         else:
-            roles[int(slots.pop())] = (kind, "")
+            i = int(slots.pop())
+            roles[i] = (kind, "")
+            if k in offsets:
+                shift_of[i] = offsets[k]
     base = start if start is not None else default_start(seed)
     plan = FleetPlan(seed)
     for i, (role, _detail) in enumerate(roles):
@@ -179,19 +218,26 @@ def plan_fleet(
             }[which]
             d.spec = replace(spec, faults=f)
             d.detail = which
+        if i in shift_of and d.spec is not None:
+            d.spec = replace(d.spec, shift_m=shift_vector(shift_of[i], spec.seed))
+            d.detail = f"{shift_of[i]:g}"
         plan.devices.append(d)
     for i, (role, detail) in enumerate(roles):
-        if role in ("duplicate_farmer", "cloned_key"):
+        if role in PAIRED:
             what, other = detail.split(":")
             d = plan.devices[i]
-            d.detail = what
+            d.detail = what if i not in shift_of else f"{what}@{shift_of[i]:g}"
             d.pair = plan.devices[int(other)].dir
+            if role == "track_thief" and what == "thief":
+                victim = plan.devices[int(other)].spec
+                assert d.spec is not None and victim is not None
+                d.spec = replace(d.spec, track_of=victim)
     for d in plan.devices:
         if d.role == "cloned_key" and d.detail == "clone":
             d.device_id = next(o.device_id for o in plan.devices if o.dir == d.pair)
             assert d.spec is not None
             d.spec = replace(d.spec, device_id=d.device_id, key_id=d.device_id)
-        if d.role == "duplicate_farmer" and d.detail == "copy":
+        if d.role in ("duplicate_farmer", "shifted_copy") and d.detail.startswith("copy"):
             d.copy_of = d.pair
     return plan
 

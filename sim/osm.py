@@ -223,12 +223,47 @@ def _merge_chains(
     return out
 
 
+SMALL_BUILDINGS = {  # `building=*` values and a typical height (m) when no height is tagged
+    "shed": 3.0,
+    "garage": 3.0,
+    "garages": 3.0,
+    "hut": 3.0,
+    "cabin": 4.0,
+    "static_caravan": 3.0,
+    "greenhouse": 3.5,
+    "bungalow": 4.5,
+    "house": 6.5,
+    "detached": 6.5,
+    "semidetached_house": 7.0,
+    "farm": 7.0,
+    "terrace": 8.5,
+    "barn": 8.0,
+    "farm_auxiliary": 6.0,
+    "church": 18.0,
+}
+
+
+def typical_height_m(tag: str, area_m2: float, oid: int) -> float:
+    """A height for a building without `height` or `building:levels`: from its `building`
+    tag (a house, a barn, a shed) or, for `yes` and the rest, from its footprint (a small
+    footprint is a house, a large one a block of 5-7 storeys), spread deterministically."""
+    spread = (int(oid) % 7) / 6.0
+    if tag in SMALL_BUILDINGS:
+        return SMALL_BUILDINGS[tag] * (0.9 + 0.2 * spread)
+    if area_m2 < 150.0:
+        return 5.5 + 2.5 * spread
+    if area_m2 < 400.0:
+        return 8.0 + 4.0 * spread
+    return 14.0 + 9.0 * spread  # typical 5-7 storey blocks
+
+
 def _buildings(gdf: Any, frame: LocalFrame) -> list[Building]:
     out = []
-    for geom, h, lv, oid in zip(
+    for geom, h, lv, kind, oid in zip(
         gdf.geometry,
         gdf.get("height", [None] * len(gdf)),
         gdf.get("building:levels", [None] * len(gdf)),
+        gdf.get("building", [None] * len(gdf)),
         gdf["id"],
         strict=True,
     ):
@@ -258,8 +293,6 @@ def _buildings(gdf: Any, frame: LocalFrame) -> list[Building]:
             except ValueError:
                 pass
         if height is None:
-            height = (
-                14.0 + (int(oid) % 7) * 1.5
-            )  # deterministic spread of typical 5-7 storey blocks
+            height = typical_height_m(_str(kind), float(poly.area), int(oid))
         out.append(Building(ring, float(min(height, 120.0))))
     return out

@@ -34,7 +34,7 @@ from sim.conditions import (
     smudge_mask,
 )
 from sim.features import MapFeature
-from sim.scene import GROUND, Actors, Car, Pedestrian, StaticScene
+from sim.scene import Actors, Car, Pedestrian, StaticScene
 from sim.sprites import Image, SpriteBank, light_offset, light_state, pick_mip
 from vision.camera import Intrinsics, Pose
 
@@ -184,10 +184,13 @@ class Renderer:
             v1 = i.cy - i.fy * (r2 + r0 * (W - i.cx) / i.fx) / r1
             poly = np.array([[0, v0], [W, v1], [W, H + 10], [0, H + 10]])
             gcol = shade(
-                GROUND, cond, cond.ambient if not cond.headlights else cond.ambient * 1.2, 0.0
+                self.scene.ground,
+                cond,
+                cond.ambient if not cond.headlights else cond.ambient * 1.2,
+                0.0,
             )
             cv2.fillPoly(img, [np.round(poly * SCALE).astype(np.int32)], gcol, cv2.LINE_8, SHIFT)
-            haze = shade(GROUND, cond, cond.ambient, 0.6)
+            haze = shade(self.scene.ground, cond, cond.ambient, 0.6)
             hz = np.array([[0, v0], [W, v1], [W, v1 + 0.012 * H], [0, v0 + 0.012 * H]])
             cv2.fillPoly(img, [np.round(hz * SCALE).astype(np.int32)], haze, cv2.LINE_8, SHIFT)
         return img
@@ -379,7 +382,7 @@ class Renderer:
         col = self._colour(sc.wall_colour[k], dist, (a + b) / 2, lamb)
         quad = np.array([[a[0], a[1], 0.0], [b[0], b[1], 0.0], [b[0], b[1], h], [a[0], a[1], h]])
         self._fill(self._cam(quad), col)
-        if dist < 70.0 and h > 5.0:
+        if dist < 70.0 and h > 5.0 and sc.windows:
             win = self._colour(
                 (95, 80, 70) if self._cond.name != "night" else (90, 170, 220),
                 dist,

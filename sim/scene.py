@@ -113,6 +113,8 @@ class StaticScene:
     features: list[MapFeature]
     feat_xy: FloatArray
     feat_kd: cKDTree
+    ground: tuple[int, int, int] = GROUND  # beyond the sidewalks (the world's scenery)
+    windows: bool = True  # walls taller than 5 m get window bands
 
 
 def build_static_scene(world: World, features: list[MapFeature], seed: int = 3) -> StaticScene:
@@ -171,7 +173,7 @@ def build_static_scene(world: World, features: list[MapFeature], seed: int = 3) 
         e = c + fwd * 1.5 + right * (r.width_m / 2.0)
         stopline.append(np.stack([a, e, e + fwd * 0.4, a + fwd * 0.4]))
     layers = [
-        GroundLayer("sidewalk", SIDEWALK, _cat(side)),
+        GroundLayer("sidewalk", world.scenery.sidewalk, _cat(side)),
         GroundLayer("road", ASPHALT, _cat(road)),
         GroundLayer("junction", ASPHALT, _cat(junction)),
         GroundLayer("kerb", KERB, _cat(kerb)),
@@ -180,10 +182,12 @@ def build_static_scene(world: World, features: list[MapFeature], seed: int = 3) 
         GroundLayer("zebra", MARKING, _cat(zebra)),
     ]
     # walls (split to <= 12 m so culling by centre distance is exact enough)
+    look = world.scenery
+    facades = look.facades or FACADES
     wa, wb, wh, wc = [], [], [], []
     for i, b in enumerate(world.buildings):
         ring = np.vstack([b.xy, b.xy[:1]])
-        col = np.array(FACADES[(i * 7 + int(rng.integers(0, 3))) % len(FACADES)])
+        col = np.array(facades[(i * 7 + int(rng.integers(0, 3))) % len(facades)])
         for a, c in itertools.pairwise(ring):
             pieces = max(1, int(np.ceil(np.linalg.norm(c - a) / 12.0)))
             t = np.linspace(0.0, 1.0, pieces + 1)[:, None]
@@ -195,23 +199,40 @@ def build_static_scene(world: World, features: list[MapFeature], seed: int = 3) 
     wall_a = np.vstack(wa) if wa else np.zeros((0, 2))
     wall_b = np.vstack(wb) if wb else np.zeros((0, 2))
     centres = (wall_a + wall_b) / 2 if len(wall_a) else np.zeros((1, 2)) + 1e9
-    # trees on sidewalks of minor roads, away from features and building walls
+    # trees on sidewalks of minor roads (and, where the scenery says so, major ones and rows
+    # of forest behind them), away from features, building walls and other roads
     txy, th = [], []
     fxy = np.array([f.xy for f in features]).reshape(-1, 2)
     fkd = cKDTree(fxy if len(fxy) else np.zeros((1, 2)) + 1e9)
     bkd, _ = world.building_tree
+    road_kd, road_half = _road_samples(world) if look.forest_rows else (None, None)
+    lo, hi = look.tree_height_m
     for r in world.roads:
-        if r.highway.startswith("primary") or r.length_m < 30:
+        if (r.highway.startswith("primary") and not look.trees_on_major) or r.length_m < 30:
             continue
-        p, s = resample(r.xy, 14.0)
+        p, s = resample(r.xy, look.tree_every_m)
         _, t = at_distance(r.xy, s)
-        for sgn in (-1.0, 1.0):
-            pos = p + right_normal(t) * sgn * (r.width_m / 2.0 + 1.6)
-            ok = (
-                (fkd.query(pos)[0] > 4.0) & (bkd.query(pos)[0] > 3.0) & (rng.random(len(pos)) < 0.5)
-            )
-            txy.append(pos[ok])
-            th.append(rng.uniform(6.0, 11.0, ok.sum()))
+        rows = [(r.width_m / 2.0 + 1.6, look.tree_share, False)]
+        rows += [
+            (r.width_m / 2.0 + SIDEWALK_M + 3.0 + 5.0 * k, look.forest_share, True)
+            for k in range(look.forest_rows)
+        ]
+        for off, share, forest in rows:
+            for sgn in (-1.0, 1.0):
+                pos = p + right_normal(t) * sgn * off
+                if forest:  # not in a straight line
+                    pos = pos + rng.normal(0.0, 1.2, pos.shape)
+                ok = (
+                    (fkd.query(pos)[0] > 4.0)
+                    & (bkd.query(pos)[0] > 3.0)
+                    & (rng.random(len(pos)) < share)
+                )
+                if road_kd is not None and road_half is not None and forest and ok.any():
+                    # a forest row must not stand on another road
+                    d, j = road_kd.query(pos)
+                    ok &= d > road_half[j] + SIDEWALK_M
+                txy.append(pos[ok])
+                th.append(rng.uniform(lo, hi, ok.sum()))
     tree_xy = np.vstack(txy) if txy else np.zeros((0, 2))
     return StaticScene(
         layers,
@@ -226,7 +247,19 @@ def build_static_scene(world: World, features: list[MapFeature], seed: int = 3) 
         list(features),
         fxy,
         fkd,
+        look.ground,
+        look.windows,
     )
+
+
+def _road_samples(world: World) -> tuple[cKDTree, FloatArray]:
+    """Points every 3 m along every road and each road's half width there."""
+    pts, half = [], []
+    for r in world.roads:
+        p, _ = resample(r.xy, 3.0)
+        pts.append(p)
+        half.append(np.full(len(p), r.width_m / 2.0))
+    return cKDTree(np.vstack(pts)), np.concatenate(half)
 
 
 def _cat(parts: list[FloatArray]) -> FloatArray:

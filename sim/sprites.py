@@ -303,11 +303,11 @@ class SpriteBank:
     """All static sprites with mip levels, built once per process."""
 
     def __init__(self) -> None:
-        from sim.features import FEATURE_CLASSES
+        from sim.features import SIGN_CLASSES
 
         self.front: dict[str, list[Image]] = {}
         self.back: dict[str, list[Image]] = {}
-        for cls in FEATURE_CLASSES:
+        for cls in SIGN_CLASSES:
             if cls in ("traffic_light", "fire_hydrant"):
                 continue
             f = sign_face(cls)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,54 @@ class Building:
     height_m: float
 
 
+@dataclass(frozen=True)
+class Scenery:
+    """How a world looks beyond its roads and buildings: what the renderer paints around them.
+
+    The defaults are the sample city's (Helsinki centre). A procedural world (`sim.procgen`)
+    sets its kind's: fields and forest for the countryside, lawns and front-yard trees in a
+    suburb, conifers and rock faces on a mountain road, plastered facades in an old town."""
+
+    kind: str = "city"
+    ground: tuple[int, int, int] = (96, 104, 100)  # BGR beyond the sidewalks
+    sidewalk: tuple[int, int, int] = (150, 152, 150)  # sidewalk, or a gravel shoulder
+    facades: tuple[tuple[int, int, int], ...] = (
+        (120, 170, 205),
+        (150, 190, 215),
+        (175, 180, 185),
+        (80, 100, 150),
+        (140, 160, 190),
+        (200, 205, 205),
+        (95, 130, 170),
+    )
+    windows: bool = True  # walls taller than 5 m get window bands (rock faces do not)
+    tree_every_m: float = 14.0  # roadside tree spacing on minor roads ...
+    tree_share: float = 0.5  # ... and the share of those spots that get one
+    tree_height_m: tuple[float, float] = (6.0, 11.0)
+    trees_on_major: bool = False  # also beside primary roads
+    forest_rows: int = 0  # extra rows of trees behind the roadside ones (forest)
+    forest_share: float = 0.0  # the share of forest spots that get a tree
+    light: str = "day"  # the light a drive gets unless told otherwise
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Scenery:
+        if not d:
+            return cls()
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if k not in cls.__dataclass_fields__:
+                continue
+            if k == "facades":
+                v = tuple(tuple(int(x) for x in c) for c in v)
+            elif isinstance(v, list):
+                v = tuple(v)
+            out[k] = v
+        return cls(**out)
+
+
 @dataclass
 class World:
     frame: LocalFrame
@@ -71,6 +119,7 @@ class World:
     buildings: list[Building] = field(default_factory=list)
     controls: list[dict[str, Any]] = field(default_factory=list)  # {kind, xy, osm_id}
     source: str = ""
+    scenery: Scenery = field(default_factory=Scenery)
 
     # ---- derived structures (built lazily, O(n log n)) ----
     @cached_property
@@ -138,13 +187,16 @@ class World:
 
     # ---- GeoJSON I/O ----
     def metadata(self) -> dict[str, Any]:
-        return {
+        meta: dict[str, Any] = {
             "attribution": ATTRIBUTION,
             "license": LICENSE,
             "source": self.source,
             "origin": {"lat": self.frame.origin_lat, "lon": self.frame.origin_lon},
             "generator": "roadmesh sim world",
         }
+        if self.scenery != Scenery():
+            meta["scenery"] = self.scenery.to_dict()
+        return meta
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -264,6 +316,7 @@ class World:
             buildings,
             controls,
             str(meta.get("source", "")),
+            Scenery.from_dict(meta.get("scenery")),
         )
 
 
