@@ -7,6 +7,7 @@ busy cell is not a hot row (a crash loses at most that much of the count).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ from webapp.api.keys import request_key
 from webapp.api.models import ApiUsage, today
 
 RESOLUTION = 9
+logger = logging.getLogger(__name__)
 FLUSH_SECONDS = 10.0
 FLUSH_REQUESTS = 500
 
@@ -66,9 +68,13 @@ def flush() -> int:
 def usage_by_cell(
     starts_at: datetime, ends_at: datetime, resolution: int = RESOLUTION
 ) -> pd.DataFrame:
-    """Requests per H3 cell (int) at `resolution` (<= 9) in [starts_at, ends_at) by UTC day:
-    the rewards' `usage` table (columns h3, requests)."""
+    """Requests per H3 cell (int) at `resolution` in [starts_at, ends_at) by UTC day: the
+    rewards' `usage` table (columns h3, requests). Counts are kept at resolution 9: a finer
+    resolution gets an empty table (no demand weight) rather than wrong cells."""
     flush()
+    if resolution > RESOLUTION:
+        logger.warning("API usage is counted at H3 resolution %d, not %d", RESOLUTION, resolution)
+        return pd.DataFrame({"h3": [], "requests": []}, columns=["h3", "requests"])
     rows = ApiUsage.objects.filter(day__gte=starts_at.date(), day__lt=ends_at.date()).values_list(
         "h3_r9", "requests"
     )

@@ -123,12 +123,21 @@ def gather(
         ),
         frames=frames.drop(columns=["pk"]),
         history=history,
-        usage=None,  # API usage per cell: comes with the consumer API's usage table
+        usage=_usage(params),
         detection_reviews=_detection_reviews(device_ids),
         votes=votes,
         cumulative_before=_cumulative_before(params.epoch),
     )
     return inputs, frame_ids
+
+
+def _usage(params: EpochParams) -> pd.DataFrame:
+    """API requests per demand cell in the epoch before this one (webapp.api.usage)."""
+    from webapp.api.usage import usage_by_cell
+
+    start = datetime.fromtimestamp(params.starts_at, UTC)
+    end = datetime.fromtimestamp(params.ends_at, UTC)
+    return usage_by_cell(start - (end - start), start, params.demand_resolution)
 
 
 def _chunked_cells(cells: list[int]) -> list[tuple[int, datetime]]:
