@@ -132,8 +132,15 @@ def plan_drive(ctx: WorldContext, spec: DriveSpec) -> SimDrive:
         traj = parked(pos, float(np.degrees(np.arctan2(t[0], t[1]))), T)
         path_xy = np.array([pos, pos + t * 30.0])
     else:
-        home = int(rng.choice(world.drivable_nodes))
         radius = 220.0 if spec.mode == "loop" else None
+        homes = world.drivable_nodes
+        if radius is not None:  # circling a few blocks: start where there are blocks to circle
+            counts = np.array(
+                [len(c) for c in world.node_tree.query_ball_point(world.node_xy[homes], radius)]
+            )
+            if (counts >= 4).any():
+                homes = homes[counts >= 4]
+        home = int(rng.choice(homes))
         nodes = plan_nodes(world, rng, min_length_m=T * 17.0 + 300.0, home=home, radius_m=radius)
         path = build_path(world, nodes, ctx.features, speed_factor=float(rng.uniform(0.9, 1.05)))
         traj = drive(path, T, rng, t0_day)

@@ -52,8 +52,9 @@ def plan_nodes(
     if radius_m is not None and home is not None:
         near = world.node_tree.query_ball_point(world.node_xy[home], radius_m)
         pool = np.array(sorted(set(near) & set(nodes.tolist())), dtype=np.int64)
-        if len(pool) < 3:
-            pool = nodes
+        if len(pool) < 4:  # a sparse network: the few junctions nearest home instead
+            _, idx = world.node_tree.query(world.node_xy[home], k=min(len(world.node_xy), 64))
+            pool = np.array([i for i in np.atleast_1d(idx) if i in set(nodes.tolist())][:4])
     else:
         pool = nodes
     cur = int(home) if home is not None else int(rng.choice(nodes))
