@@ -221,3 +221,13 @@ def test_settled_labels_and_missed_boxes_export_as_a_yolo_dataset(
     assert labels[2].read_text() == ""  # rejected: a background image
     data = (tmp_path / "yolo" / "data.yaml").read_text()
     assert "  0: speed_limit_60" in data and "train: images/train" in data
+
+
+def test_marking_a_missed_object_needs_a_reviewer(client: Client, tasks: list[ReviewTask]) -> None:
+    frame = tasks[0].detection.frame  # type: ignore[union-attr]
+    body = json.dumps({"label": "yield", "box": [10, 20, 60, 90]})
+    url = f"/review/frames/{frame.pk}/missed"
+    assert client.post(url, body, content_type="application/json").status_code == 401
+    client.force_login(person("consumer", User.Role.CONSUMER))
+    assert client.post(url, body, content_type="application/json").status_code == 403
+    assert not MissedBox.objects.exists()

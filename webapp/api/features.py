@@ -147,15 +147,17 @@ def features(
     after = decode_cursor(cursor, ("id",))
     if after is not None:
         query = query.filter(pk__gt=after["id"])
-    batch = list(query.order_by("id")[: size * 4 + 1])
-    more = len(batch) > size * 4
-    rows = _inside(batch[: size * 4], area)
+    # a polygon filters after the bbox: read ahead so a page is rarely short
+    ahead = size * 4 if area is not None and area.polygon is not None else size
+    batch = list(query.order_by("id")[: ahead + 1])
+    more = len(batch) > ahead
+    rows = _inside(batch[:ahead], area)
     page = rows[:size]
     next_cursor = None
     if len(rows) > size:
         next_cursor = encode_cursor({"id": page[-1].pk})
     elif more:
-        next_cursor = encode_cursor({"id": batch[size * 4 - 1].pk})
+        next_cursor = encode_cursor({"id": batch[ahead - 1].pk})
     if area is not None:
         count_at(request, *area.bbox.center)
     body = {

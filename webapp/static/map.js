@@ -274,7 +274,7 @@ export function startMap(maplibregl, config) {
     }
     map.once("idle", () => { countVisible(); window.roadmeshReady = true; });
   });
-  map.on("moveend", () => { if (map.getLayer("features")) countVisible(); });
+  map.on("idle", () => { if (map.getLayer("features")) countVisible(); });
   map.on("click", "features", (e) => showFeature(map, e.features[0].properties.id));
   map.on("mouseenter", "features", () => { map.getCanvas().style.cursor = "pointer"; });
   map.on("mouseleave", "features", () => { map.getCanvas().style.cursor = ""; });
