@@ -59,6 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--workers", type=int, default=2)
     tr.add_argument("--device", default=None, help="cpu or a CUDA index (default: GPU if any)")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--lr0", type=float, default=0.002)
+    tr.add_argument("--warmup-epochs", type=float, default=0.5)
     tr.set_defaults(func=_train)
 
     e = cmds.add_parser("export", help="write the ONNX and its .sha256 from trained weights")
@@ -164,6 +166,8 @@ def _train(args: argparse.Namespace) -> int:
         workers=args.workers,
         device=args.device,
         seed=args.seed,
+        lr0=args.lr0,
+        warmup_epochs=args.warmup_epochs,
     )
     try:
         best = train.train(args.data, args.out, s)

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 Image = NDArray[np.uint8]
 _TOKEN = object()
+EDGE_MODEL_IMGSZ = 640  # the device runs the detector at this size (one core: see docs/vision.md)
 
 
 class PrivacyError(RuntimeError):
@@ -283,17 +284,19 @@ class Redactor:
 
     @classmethod
     def default(
-        cls, threads: int = 1, face_max_side: int = 1280, model_imgsz: int | None = None
+        cls, threads: int = 1, face_max_side: int = 1280, model_imgsz: int = EDGE_MODEL_IMGSZ
     ) -> Redactor:
-        """CenterFace for faces; the shipped model's plate class for plates (the classical
-        detector when the model file is missing)."""
-        faces = CenterFaceDetector(max_side=face_max_side, threads=threads)
+        """Faces: CenterFace (real faces) or the shipped model's face class (it finds rendered
+        faces CenterFace misses, and no real ones); plates: the model's plate class. The
+        model runs once per frame at `model_imgsz` (the server re-checks at full size).
+        Without the model file: CenterFace and the classical plate detector."""
+        centerface = CenterFaceDetector(max_side=face_max_side, threads=threads)
         try:
             privacy = ModelPrivacy.shipped(threads=threads, imgsz=model_imgsz)
         except PrivacyError as exc:
             logger.warning("plates fall back to the classical detector: %s", exc)
-            return cls(faces, ClassicalPlateDetector())
-        return cls(faces, privacy.view("license_plate"))
+            return cls(centerface, ClassicalPlateDetector())
+        return cls(AnyOf([centerface, privacy.view("face")]), privacy.view("license_plate"))
 
     def redact(self, image: Image, source_jpeg: bytes | None = None) -> RedactedImage:
         """Blur faces and plates in a copy of `image`. `source_jpeg`: the bytes `image` was
@@ -306,6 +309,17 @@ class Redactor:
         for box in [*faces, *plates]:
             blur_box(out, box)
         return RedactedImage(_TOKEN, out, len(faces), len(plates), None)
+
+
+class AnyOf:
+    """Boxes any of several detectors finds (overlaps merged)."""
+
+    def __init__(self, detectors: list[Detector], iou: float = 0.3) -> None:
+        self.detectors = detectors
+        self.iou = iou
+
+    def detect(self, image: Image) -> list[Box]:
+        return nms([b for d in self.detectors for b in d.detect(image)], self.iou)
 
 
 class ModelPrivacy:

@@ -318,7 +318,7 @@ def train(data: Path, out: Path, settings: TrainSettings | None = None) -> Path:
         workers=s.workers,
         device=device,
         amp=False,
-        pretrained=False,
+        pretrained=s.model.endswith(".pt"),  # from scratch, or on from earlier weights
         seed=s.seed,
         deterministic=False,
         cache=s.cache,
@@ -458,7 +458,9 @@ Classes, input size, stride and version are in the ONNX metadata (`names`, `imgs
 
 {evaluation.get("set", "")}: mAP50 **{evaluation["map50"]:.3f}**, mAP50-95
 **{evaluation["map50_95"]:.3f}** (ultralytics' validator on the exported ONNX, imgsz 1280,
-rectangular batches). Speed there: {evaluation.get("speed_ms", {})} ms per image.
+rectangular batches). The validator's own timing there (batch 1, the machine shared with
+other jobs; bench/detector.py measures speed properly): {evaluation.get("speed_ms", {})} ms
+per image.
 
 | class | mAP50 | mAP50-95 | precision | recall |
 |---|---|---|---|---|

@@ -6,7 +6,7 @@ import numpy as np
 
 from tests.vision.fake_yolo import write_fake_yolo
 from vision.detector import DetectorSettings, YoloDetector
-from vision.privacy import CenterFaceDetector, ModelPrivacy, Redactor
+from vision.privacy import AnyOf, CenterFaceDetector, ModelPrivacy, Redactor
 
 NAMES = {0: "stop", 1: "license_plate", 2: "face"}
 
@@ -55,7 +55,9 @@ def test_the_redactor_blurs_what_the_model_calls_a_plate(tmp_path):
     assert out.pixels[16:24, 12:28].std() < 0.5 * image[16:24, 12:28].std()
 
 
-def test_the_default_redactor_takes_plates_from_the_shipped_model():
+def test_the_default_redactor_takes_plates_from_the_shipped_model_and_faces_from_both():
     r = Redactor.default()
-    assert isinstance(r.faces, CenterFaceDetector)
-    assert type(r.plates).__name__ in ("_View", "ClassicalPlateDetector")
+    assert isinstance(r.faces, AnyOf)
+    assert isinstance(r.faces.detectors[0], CenterFaceDetector)
+    assert type(r.faces.detectors[1]).__name__ == "_View"
+    assert type(r.plates).__name__ == "_View"  # the shipped model is there
