@@ -122,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"\nMap:    http://127.0.0.1:{args.port}/", flush=True)
         print(
-            f"Frames: http://127.0.0.1:{args.port}/api/v1/frames?bbox={bbox}   ({n} frames)",
+            # frames need a key (webapp.api.access): the demo's operator key, for this machine only
+            f"Frames: http://127.0.0.1:{args.port}/api/v1/frames?bbox={bbox}&limit=10000"
+            f"&key={stack.api_key}   ({n} frames)",
             flush=True,
         )
         print(f"Admin:  http://127.0.0.1:{args.port}/admin/   Logs: {run_dir / 'logs'}", flush=True)

@@ -250,7 +250,9 @@ class LocalStack:
         url = f"http://127.0.0.1:{self.web_port}{path}"
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as resp:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, headers=headers), timeout=10
+            ) as resp:
                 return resp.status, resp.read(), resp.headers.get("Content-Type", "")
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read(), exc.headers.get("Content-Type", "")
