@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -326,12 +327,14 @@ class ModelPrivacy:
     """The project detector's privacy classes, one inference per image for all of them.
 
     `view("license_plate")` and `view("face")` are `Detector`s; the Redactor asks both
-    about the same array, so the second answer comes from a one-image cache."""
+    about the same array, so the second answer comes from a one-image cache. The cache
+    holds a weak reference to that array object: a new frame, even one numpy happens to
+    allocate at the freed frame's address, is never taken for the last one."""
 
     def __init__(self, detector: object, conf: float = 0.3) -> None:
         self.detector = detector
         self.conf = conf
-        self._key: tuple[int, int, tuple[int, ...]] | None = None
+        self._last: weakref.ref[np.ndarray] | None = None
         self._found: list[object] = []
 
     @classmethod
@@ -359,10 +362,9 @@ class ModelPrivacy:
         return cls(det)
 
     def _detect(self, image: Image) -> list[object]:
-        key = (id(image), image.ctypes.data, image.shape)
-        if key != self._key:
+        if self._last is None or self._last() is not image:
             self._found = list(self.detector.detect([image])[0])  # type: ignore[attr-defined]
-            self._key = key
+            self._last = weakref.ref(image)
         return self._found
 
     def view(self, label: str) -> Detector:
