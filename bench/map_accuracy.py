@@ -342,6 +342,7 @@ def main() -> int:
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-v2", action="store_true", help="skip the change-detection run")
+    ap.add_argument("--v2-minutes", type=float, default=None, help="v2 drives (default --minutes)")
     ap.add_argument("--fleet", type=Path, default=None, help="an existing v1 `sim fleet` output")
     args = ap.parse_args()
     print(f"command: {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}", flush=True)
@@ -354,16 +355,18 @@ def main() -> int:
         "v1": args.fleet
         or ensure_fleet(args.world, args.devices, args.minutes, args.seed, "v1", t_v1)
     }
-    if not args.no_v2:
-        fleets["v2"] = ensure_fleet(
-            args.world, args.devices, args.minutes, args.seed + 1000, "v2", t_v2
-        )
     runs: dict[str, Run] = {}
-    for v, fleet in fleets.items():
+
+    def load(v: str) -> None:
         t0 = time.perf_counter()
-        sent = publish(fleet)
-        runs[v] = Run(sent, frame_truth(fleet, sent), {"edge": time.perf_counter() - t0})
-        print(f"{v}: {fleet.name}: {len(sent)} kept frames ({runs[v].seconds['edge']:.0f}s edge)")
+        sent = publish(fleets[v])
+        runs[v] = Run(sent, frame_truth(fleets[v], sent), {"edge": time.perf_counter() - t0})
+        print(
+            f"{v}: {fleets[v].name}: {len(sent)} kept frames ({runs[v].seconds['edge']:.0f}s edge)",
+            flush=True,
+        )
+
+    load("v1")
 
     work = Path(tempfile.mkdtemp(prefix="bench-map-"))
     os.environ["ROADMESH_DATA_DIR"] = str(work)
@@ -388,11 +391,13 @@ def main() -> int:
     call_command("migrate", verbosity=0)
     owner = User.objects.create_user("fleet-owner", role=User.Role.DRIVER)
     keys: dict[str, Any] = {}
-    for run in runs.values():
+
+    def register(run: Run) -> None:
         for device_id in sorted({s.frame.device_id for s in run.sent}):
             if device_id not in keys:
                 keys[device_id] = protocol.generate_private_key()
                 register_device(owner, device_id, protocol.public_key_bytes(keys[device_id]))
+
     store = LocalObjectStore(work / "images")
     if args.detector == "model":
         from vision.detector import DetectorSettings, YoloDetector
@@ -402,16 +407,19 @@ def main() -> int:
             s.model = args.model
         detector: Any = YoloDetector(s)
     else:
-        labels: dict[str, list[dict[str, Any]]] = {}
-        for run in runs.values():
-            for snt in run.sent:
-                im = cv2.imdecode(np.frombuffer(snt.frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
-                if im is None:
-                    continue
-                labels[pixel_key(im)] = run.truth_labels.get(
+        detector = TruthDetector({})
+
+    def teach(run: Run) -> None:
+        """The truth detector's answers for this run's frames."""
+        if not isinstance(detector, TruthDetector):
+            return
+        for snt in run.sent:
+            im = cv2.imdecode(np.frombuffer(snt.frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
+            if im is not None:
+                detector.labels[pixel_key(im)] = run.truth_labels.get(
                     (snt.frame.device_id, snt.frame.seq), []
                 )
-        detector = TruthDetector(labels)
+
     stage = VisionStage(detector, store)
     worker = Worker(ImageCheckHandler(store, stage=stage))
     door = Door(store)
@@ -420,7 +428,18 @@ def main() -> int:
     _, truth_v1 = load_truth(world_dir / "features.geojson")
     local_t, truth_v2 = load_truth(world_dir / "features_v2.geojson")
     snapshots: dict[str, dict[int, tuple[str, str, float, float]]] = {}
-    for v, run in runs.items():
+    for v in ("v1", "v2"):
+        if v == "v2":
+            if args.no_v2:
+                break
+            minutes = args.v2_minutes or args.minutes
+            fleets["v2"] = ensure_fleet(
+                args.world, args.devices, minutes, args.seed + 1000, "v2", t_v2
+            )
+            load("v2")
+        run = runs[v]
+        register(run)
+        teach(run)
         door_s, work_s = ingest(run.sent, keys, door, worker)
         t0 = time.perf_counter()
         audit = Auditor(store).run()
