@@ -119,6 +119,15 @@ def test_the_map_shows_roads_coverage_and_features_and_a_features_evidence(
     assert rendered(page, "features") > 5
     assert "© OpenStreetMap contributors" in page.locator(".maplibregl-ctrl-attrib").inner_text()
     assert "frames" not in page.evaluate("window.roadmeshMap.getStyle().layers.map(l => l.id)")
+    # clicking a feature's icon opens its details
+    point = page.evaluate(
+        "(() => { const f = window.roadmeshMap.queryRenderedFeatures({layers: ['features']})"
+        ".find(f => { const p = window.roadmeshMap.project(f.geometry.coordinates);"
+        " return p.x > 420 && p.y > 80 && p.x < 1200 && p.y < 760; });"
+        " const p = window.roadmeshMap.project(f.geometry.coordinates); return [p.x, p.y, f.properties.id]; })()"
+    )
+    page.mouse.click(point[0], point[1] + 44)  # the map starts below the 44 px header
+    page.wait_for_function(f"window.roadmeshFeatureShown === {point[2]}", timeout=10_000)
     # a feature with evidence: its details, the picture and the box
     page.evaluate("window.roadmeshShowFeature(1)")
     page.wait_for_function("window.roadmeshFeatureShown === 1", timeout=10_000)

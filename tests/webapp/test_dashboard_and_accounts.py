@@ -180,3 +180,18 @@ def test_a_consumer_creates_and_revokes_their_own_keys_only(client: Client) -> N
     client.logout()
     assert client.get("/api/v1/me/keys").status_code == 401
     assert client.get("/account/keys").status_code == 302
+
+
+def test_the_api_docs_and_the_map_load_nothing_from_a_cdn(client: Client) -> None:
+    docs = client.get("/api/v1/docs").content.decode()
+    assert "/static/ninja/swagger-ui-bundle.js" in docs
+    page = client.get("/").content.decode()
+    assert "/static/maplibre-gl/maplibre-gl.mjs" in page
+    for html in (docs, page):
+        assert "cdn." not in html and "unpkg" not in html and "jsdelivr" not in html
+    bundle = client.get("/static/ninja/swagger-ui-bundle.js")
+    assert bundle.status_code == 200
+    bundle.close()
+    licence = client.get("/licenses/maplibre-gl")
+    assert licence.status_code == 200 and b"Copyright" in licence.content
+    assert client.get("/api/v1/schema").json()["info"]["title"] == "RoadMesh API"
