@@ -207,3 +207,22 @@ def test_the_api_serves_a_wallets_proof_and_the_published_files(
     assert r.status_code == 200
     assert json.loads(b"".join(r.streaming_content))["root"] == epoch.merkle_root  # type: ignore[attr-defined]
     assert client.get("/api/v1/rewards/files/epoch-000002-claims.json").status_code == 404
+
+
+def test_a_detection_counts_as_confirmed_when_reviewers_accepted_it_or_kept_its_class() -> None:
+    from tests.webapp.people import detection, device, feature, frames_along, person
+    from webapp.mapping.models import ReviewTask
+    from webapp.payouts.epochs import _detection_reviews
+
+    dev = device(person("reviewed"), "dev-rev")
+    frames = frames_along(dev, 4)
+    feat = feature("stop", 60.17, 24.94)
+    for frame, decided in zip(frames, ["accept", "reject", "give_way", "stop"], strict=True):
+        ReviewTask.objects.create(
+            feature=feat,
+            detection=detection(frame, feat, label="stop"),
+            state=ReviewTask.State.DECIDED,
+            decided_label=decided,
+        )
+    reviews = _detection_reviews(["dev-rev"])
+    assert sorted(reviews["confirmed"].tolist()) == [0, 0, 1, 1]  # accept and "stop" again

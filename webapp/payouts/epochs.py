@@ -150,9 +150,11 @@ def _chunked_cells(cells: list[int]) -> list[tuple[int, datetime]]:
 
 
 def _detection_reviews(device_ids: list[str]) -> pd.DataFrame:
-    """Decided reviews of the devices' detections: confirmed when the decided label is the
-    detected one."""
+    """Decided reviews of the devices' detections: confirmed when the reviewers accepted
+    the detection (or relabelled it to the class it already had). Decided labels are in the
+    votes' space: "accept", "reject" or a new class (webapp.review.consensus)."""
     from webapp.mapping.models import ReviewTask
+    from webapp.review.consensus import ACCEPT
 
     rows = ReviewTask.objects.filter(
         state=ReviewTask.State.DECIDED,
@@ -160,7 +162,8 @@ def _detection_reviews(device_ids: list[str]) -> pd.DataFrame:
         detection__frame__device__device_id__in=device_ids,
     ).values_list("detection__frame__device__device_id", "detection__label", "decided_label")
     return pd.DataFrame(
-        [(d, int(label == decided)) for d, label, decided in rows], columns=["device", "confirmed"]
+        [(d, int(decided in (ACCEPT, label))) for d, label, decided in rows],
+        columns=["device", "confirmed"],
     )
 
 
