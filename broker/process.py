@@ -96,13 +96,14 @@ class Broker:
                 preexec_fn=_die_with_parent,  # runs after the user change
                 **as_user,
             )
+        # named before the port opens: whoever sees the port open can find the pid
+        self.config.pid_path.write_text(f"{self.process.pid}\n")
         if not wait_for_port(self.config.host, self.config.port, timeout_s):
             self.stop()
             problems = self.config.stderr_path.read_text(errors="replace").strip()[-2000:]
             raise BrokerError(
                 f"mosquitto did not listen on {self.config.port}: {problems or 'no output'}"
             )
-        self.config.pid_path.write_text(f"{self.process.pid}\n")
         logger.info(
             "mosquitto (pid %d) listening on %s:%d",
             self.process.pid,

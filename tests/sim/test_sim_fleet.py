@@ -37,7 +37,7 @@ def test_the_same_seed_gives_the_same_fleet(tmp_path: Path) -> None:
 
 
 def test_a_fleet_labels_every_adversary_and_keeps_most_devices_honest() -> None:
-    plan = plan_fleet(12, 1.0, seed=1, adversaries="all")
+    plan = plan_fleet(16, 1.0, seed=1, adversaries="all")
     roles = [d.role for d in plan.devices]
     assert set(ADVERSARY_KINDS) <= set(roles)
     clones = [d for d in plan.devices if d.role == "cloned_key"]
