@@ -40,9 +40,11 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import hashlib
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,7 +68,7 @@ from edge.replay import open_recording  # noqa: E402
 from edge.settings import EdgeSettings  # noqa: E402
 from vision.privacy import Box, Redactor  # noqa: E402
 
-CAUGHT_SHARE = 0.9  # a type counts as caught when this share of its fraudulent frames is flagged
+CAUGHT_SHARE = 0.95  # a type counts as caught when this share of its fraudulent frames is flagged (on every world)
 FARM_EVERY = 10  # the stationary farmer sends every 10th video frame (one every 2 s at 5 fps)
 CLONE_SEQ0 = 1_000_000
 COPY_DELAY_S = 30.0
@@ -109,8 +111,33 @@ class _NoDetector:
 
 
 # -- 1. the fleet ------------------------------------------------------------------------------
-def ensure_fleet(devices: int, minutes: float, seed: int, fleet_dir: Path | None) -> Path:
-    out = fleet_dir or REPO / "out" / "bench-fraud" / f"fleet-d{devices}-m{minutes:g}-s{seed}"
+ADVERSARIES = (
+    "gnss_spoofer,replayer,duplicate_farmer,stationary_farmer,loop_camper,cloned_key,bad_camera,"
+    "shifted_track@{shift},shifted_copy@{copy_shift},track_thief"
+)
+
+
+def fleet_dir(world: str, devices: int, minutes: float, seed: int) -> Path:
+    from sim.worlds import name_of
+
+    return REPO / "out" / f"bench-fraud-{name_of(world)}" / f"fleet-d{devices}-m{minutes:g}-s{seed}"
+
+
+def fleet_args(fleet: Path) -> dict[str, Any]:
+    """What an existing fleet was made with (its fleet.json and manifests)."""
+    doc = json.loads((fleet / "fleet.json").read_text())
+    first = json.loads((fleet / "devices" / doc["devices"][0]["dir"] / "manifest.json").read_text())
+    return {
+        "devices": len(doc["devices"]),
+        "minutes": round(int(first["frame_count"]) / float(first["fps"]) / 60.0, 3),
+        "seed": int(doc["seed"]),
+        "world": doc.get("world"),
+    }
+
+
+def ensure_fleet(
+    world: str, devices: int, minutes: float, seed: int, adversaries: str, out: Path
+) -> Path:
     if (out / "fleet.json").exists():
         return out
     start = (datetime.now(UTC) - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -120,6 +147,8 @@ def ensure_fleet(devices: int, minutes: float, seed: int, fleet_dir: Path | None
         "roadmesh.cli",
         "sim",
         "fleet",
+        "--world",
+        world,
         "--devices",
         str(devices),
         "--minutes",
@@ -127,7 +156,7 @@ def ensure_fleet(devices: int, minutes: float, seed: int, fleet_dir: Path | None
         "--seed",
         str(seed),
         "--adversaries",
-        "all",
+        adversaries,
         "--start",
         start,
         "--out",
@@ -139,6 +168,15 @@ def ensure_fleet(devices: int, minutes: float, seed: int, fleet_dir: Path | None
 
 
 # -- 2. what each device publishes ------------------------------------------------------------
+VICTIM_ROLES = {"duplicate_farmer": "original", "shifted_copy": "original", "track_thief": "victim"}
+
+
+def _is_victim(role: str, detail: str) -> bool:
+    """The honest half of a pair: the drive a duplicate farmer or shifted copy re-uploads,
+    the track a thief claims."""
+    return VICTIM_ROLES.get(role) == detail
+
+
 def _spoof_start(drive: Path) -> float | None:
     """Unix time of the first spoofed fix (truth/fixes.csv note), or None."""
     with (drive / "truth" / "fixes.csv").open() as fh:
@@ -193,29 +231,63 @@ def device_frames(fleet: Path, dev: dict[str, Any], redactor: Redactor) -> list[
         for p in pipe.kept:
             if role == "gnss_spoofer":
                 cheat = spoof_t is not None and p.captured_at.timestamp() >= spoof_t
-            elif role == "duplicate_farmer":
-                cheat = detail == "copy"
+            elif role in VICTIM_ROLES:
+                cheat = not _is_victim(role, detail)
             else:
                 cheat = role != "honest"
             kept.append((p, cheat))
     seq0 = CLONE_SEQ0 if role == "cloned_key" and detail == "clone" else 1
     orig_start = None
-    if role == "duplicate_farmer" and detail == "copy":
+    if role in ("duplicate_farmer", "shifted_copy") and detail.startswith("copy"):
         orig_start = _start(fleet / "devices" / dev["pair"])
     out: list[Sent] = []
     for k, (p, cheat) in enumerate(kept):
         arrival = p.captured_at.timestamp()
+        if role == "track_thief" and detail == "thief":  # it needs the victim's fixes first
+            arrival += COPY_DELAY_S
         if orig_start is not None and p.source_key:
             i = int(p.source_key.rsplit("::", 1)[1])
             arrival = max(arrival, orig_start.timestamp() + i / fps + COPY_DELAY_S)
         frame = build_frame(identity, seq0 + k, p)
-        honest = role == "honest" or (role == "duplicate_farmer" and detail == "original")
+        honest = role == "honest" or _is_victim(role, detail)
         out.append(Sent(arrival, dev["dir"], role, frame, cheat, honest))
     return out
 
 
+EDGE_CODE = (
+    "edge/pipeline.py",
+    "edge/sampling.py",
+    "edge/settings.py",
+    "edge/replay.py",
+    "edge/sources.py",
+    "edge/gnss.py",
+    "edge/nmea.py",
+    "vision/privacy.py",
+    "vision/quality.py",
+    "protocol/frame.py",
+)
+
+
+def cache_key(fleet: Path, privacy: bool) -> str:
+    """What the published frames depend on: the fleet (its fleet.json names every drive and
+    seed; the drives are never rewritten), the edge code that turns drives into frames, this
+    bench's cheating software (`device_frames`), the privacy flag."""
+    import inspect
+
+    h = hashlib.sha256()
+    h.update((fleet / "fleet.json").read_bytes())
+    h.update(str(fleet.resolve()).encode())
+    for rel in EDGE_CODE:
+        f = REPO / rel
+        h.update(f.read_bytes() if f.exists() else rel.encode())
+    h.update(inspect.getsource(device_frames).encode())
+    h.update(f"{FARM_EVERY}:{CLONE_SEQ0}:{COPY_DELAY_S}:privacy={privacy}".encode())
+    return h.hexdigest()[:20]
+
+
 def published(fleet: Path, redactor: Redactor, cache: Path) -> list[Sent]:
     if cache.exists():
+        print(f"published frames from the cache {cache.relative_to(REPO)}", flush=True)
         return pickle.loads(cache.read_bytes())  # our own file
     devices = json.loads((fleet / "fleet.json").read_text())["devices"]
     sent: list[Sent] = []
@@ -227,7 +299,10 @@ def published(fleet: Path, redactor: Redactor, cache: Path) -> list[Sent]:
             flush=True,
         )
         sent += mine
-    cache.write_bytes(pickle.dumps(sent))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_bytes(pickle.dumps(sent))
+    tmp.replace(cache)
     return sent
 
 
@@ -236,7 +311,17 @@ def _revision() -> str:
     git = ["git", "-C", str(REPO)]
     head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     dirty = subprocess.run(
-        [*git, "status", "--porcelain", "--", "ingest", "edge", "protocol", "sim"],
+        [
+            *git,
+            "status",
+            "--porcelain",
+            "--",
+            "ingest",
+            "edge",
+            "protocol",
+            "sim",
+            "bench/fraud.py",
+        ],
         capture_output=True,
         text=True,
     )
@@ -245,36 +330,38 @@ def _revision() -> str:
 
 
 # -- 3. door and audit; 4. scoring ------------------------------------------------------------
-def main() -> int:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--devices", type=int, default=16)
-    ap.add_argument("--minutes", type=float, default=6.0)
-    ap.add_argument("--seed", type=int, default=5)
-    ap.add_argument(
-        "--fleet", type=Path, default=None, help="an existing `sim fleet` output to use"
-    )
-    ap.add_argument(
-        "--no-privacy",
-        action="store_true",
-        help="skip face/plate blurring (faster; the checks do not depend on it)",
-    )
-    args = ap.parse_args()
-    print(
-        f"command: {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}; code: {_revision()}",
-        flush=True,
-    )
-    fleet = ensure_fleet(args.devices, args.minutes, args.seed, args.fleet)
-    redactor = Redactor(_NoDetector(), _NoDetector()) if args.no_privacy else Redactor.default()
+def run_world(world: str, fleet: Path, privacy: bool, keep: bool, sweep: bool) -> dict[str, Any]:
+    """One world's fleet through the door, the image checks and the audit, in a database of
+    its own (a temp folder, removed afterwards unless `keep`); the scores as a summary."""
+    from sim.worlds import name_of, resolve
+
+    world_dir = resolve(world)
+    redactor = Redactor.default() if privacy else Redactor(_NoDetector(), _NoDetector())
     t0 = time.perf_counter()
-    sent = published(fleet, redactor, fleet / f"published{'-np' if args.no_privacy else ''}.pickle")
+    cache = REPO / "out" / "bench-fraud-cache" / f"published-{cache_key(fleet, privacy)}.pickle"
+    sent = published(fleet, redactor, cache)
     sent.sort(key=lambda s: (s.arrival, s.device_dir, s.frame.seq))
     print(
-        f"fleet {fleet.name}: {len(sent)} frames from {len({s.device_dir for s in sent})} devices "
-        f"({time.perf_counter() - t0:.0f}s through the edge pipeline)",
+        f"fleet {fleet.relative_to(REPO) if fleet.is_relative_to(REPO) else fleet}: {len(sent)} frames"
+        f" from {len({s.device_dir for s in sent})} devices ({time.perf_counter() - t0:.0f}s through"
+        f" the edge pipeline); world {name_of(world)} ({world_dir})",
         flush=True,
     )
-
     work = Path(tempfile.mkdtemp(prefix="bench-fraud-"))
+    try:
+        return _score_world(world, world_dir, sent, work, sweep)
+    finally:
+        if keep:
+            print(f"kept the database and images in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _score_world(
+    world: str, world_dir: Path, sent: list[Sent], work: Path, sweep: bool
+) -> dict[str, Any]:
+    from sim.worlds import name_of
+
     os.environ["ROADMESH_DATA_DIR"] = str(work)
     os.environ.pop("ROADMESH_DATABASE_URL", None)
     from webapp.django_setup import setup_django
@@ -285,6 +372,7 @@ def main() -> int:
     from ingest.audit import Auditor
     from ingest.door import Door
     from ingest.image_checks import ImageCheckHandler
+    from ingest.roads import RoadNetwork
     from webapp.accounts.models import User
     from webapp.fleet.models import Device, Frame
     from webapp.fleet.provisioning import register_device
@@ -327,19 +415,28 @@ def main() -> int:
     door_s = time.perf_counter() - t0 - checks_s
     door_flagged = Frame.objects.filter(state=Frame.State.FLAGGED).count()
     pending = Frame.objects.filter(state=Frame.State.PENDING).count()
+    roads = RoadNetwork.load(world_dir)
     t0 = time.perf_counter()
-    report = Auditor(store).run()
+    report = Auditor(store, roads=roads).run()
     audit_s = time.perf_counter() - t0
     print(
         f"door: {dict(statuses)} in {door_s:.1f}s ({len(sent) / door_s:.0f} frames/s); image checks:"
         f" {checks_handler.decodes} decodes in {checks_s:.1f}s, {pending} frames left pending;"
-        f" {door_flagged} flagged before the audit; audit: {report.frames} frames in {audit_s:.1f}s,"
-        f" {report.newly_flagged} newly flagged, {report.unflagged} un-flagged, {dict(report.by_check)}"
+        f" {door_flagged} flagged before the audit; audit ({roads.length_km():.0f} km of road):"
+        f" {report.frames} frames in {audit_s:.1f}s, {report.newly_flagged} newly flagged,"
+        f" {report.unflagged} un-flagged, {dict(report.by_check)}",
+        flush=True,
     )
-
     rows = {
         (d, q): (st, fl)
         for d, q, st, fl in Frame.objects.values_list("device__device_id", "seq", "state", "flags")
+    }
+    summary: dict[str, Any] = {
+        "world": name_of(world),
+        "types": {},
+        "honest": [0, 0],
+        "honest_flags": [],
+        "checks": {},
     }
     cheat: dict[str, list[bool]] = defaultdict(list)
     every: dict[str, list[bool]] = defaultdict(list)
@@ -355,33 +452,248 @@ def main() -> int:
         if any(f["check"] == "near_duplicate_image" and f["score"] == 0 for f in flags):
             cleared["honest" if s.honest else "fraudulent" if s.cheat else "other"] += 1
         for f in flags if hit else []:
-            checks[group][f["check"]] += 1
+            if f["score"] >= 0.5:
+                checks[group][f["check"]] += 1
         if s.honest:
             honest.append(hit)
+            if hit:
+                summary["honest_flags"].append(
+                    {
+                        "device": s.device_dir,
+                        "role": s.role,
+                        "seq": s.frame.seq,
+                        "state": state if outcome_of[k] != "rejected" else "rejected",
+                        "flags": [f for f in flags if f["score"] >= 0.5],
+                    }
+                )
         elif s.role != "honest":
             every[s.role].append(hit)
             if s.cheat:
                 cheat[s.role].append(hit)
+    name = name_of(world)
     for role in sorted(cheat):
         c, e = cheat[role], every[role]
+        summary["types"][role] = [sum(c), len(c), sum(e), len(e)]
         print(
-            f"  {role:18s} fraudulent {sum(c):4d}/{len(c):4d} flagged ({sum(c) / len(c):6.1%}); "
+            f"  {name} {role:18s} fraudulent {sum(c):4d}/{len(c):4d} flagged ({sum(c) / len(c):6.1%}); "
             f"all its frames {sum(e):4d}/{len(e):4d} ({sum(e) / len(e):6.1%})  checks: {dict(checks[role])}"
         )
+    summary["honest"] = [sum(honest), len(honest)]
+    summary["checks"] = {g: dict(v) for g, v in checks.items()}
     print(
-        f"  {'honest':18s} {sum(honest):4d}/{len(honest):4d} flagged ({sum(honest) / max(1, len(honest)):6.1%})  "
+        f"  {name} {'honest':18s} {sum(honest):4d}/{len(honest):4d} flagged ({sum(honest) / max(1, len(honest)):6.1%})  "
         f"checks: {dict(checks['honest'])}"
     )
     print(f"near-duplicate flags (image checks) the audit cleared: {dict(cleared)}")
+    if summary["honest_flags"]:
+        print(f"every honest frame flagged ({len(summary['honest_flags'])}), with its flags:")
+        for h in summary["honest_flags"]:
+            for f in h["flags"]:
+                ev = json.dumps(f.get("evidence"), separators=(",", ":"), default=str)
+                print(
+                    f"  HONEST-FLAGGED {name} {h['device']} ({h['role']}) seq {h['seq']} {h['state']}:"
+                    f" {f['check']} {f['score']} {f.get('reason', '')} {ev[:400]}"
+                )
     low = sorted(Device.objects.values_list("trust_score", "device_id"))[:6]
     print("lowest trust: " + ", ".join(f"{d}={t:.2f}" for t, d in low))
+    if sweep:
+        summary["sweep"] = shift_sweep(sent, roads)
     fraud = [x for v in cheat.values() for x in v]
-    adv = [x for v in every.values() for x in v]
     caught = sum(1 for v in cheat.values() if v and sum(v) / len(v) >= CAUGHT_SHARE)
-    print(f"every frame of an adversarial device: {sum(adv) / max(1, len(adv)):.3f} flagged")
     print(
-        f"RESULT fraud_flagged={sum(fraud) / max(1, len(fraud)):.3f} honest_flagged={sum(honest) / max(1, len(honest)):.3f} "
-        f"types_caught={caught}/{len(cheat)}"
+        f"WORLD {name} fraud_flagged={sum(fraud) / max(1, len(fraud)):.3f}"
+        f" honest_flagged={sum(honest) / max(1, len(honest)):.3f} types_caught={caught}/{len(cheat)}",
+        flush=True,
+    )
+    return summary
+
+
+SWEEP_OFFSETS_M = (20.0, 30.0, 50.0, 100.0, 200.0, 500.0)
+SWEEP_DIRECTIONS = 4
+
+
+def shift_sweep(sent: list[Sent], roads: Any) -> dict[str, Any]:
+    """The map-matching checks alone on every honest device's published track, shifted by
+    each offset in `SWEEP_DIRECTIONS` directions: the share of the frames they would flag."""
+    from ingest import tracks
+    from ingest.fraud import FraudPolicy, TrackPoint
+    from ingest.mapmatch import HmmMatcher, check_map_match
+
+    pol = FraudPolicy()
+    matcher = HmmMatcher(roads)
+    by_dev: dict[str, list[Sent]] = defaultdict(list)
+    for s in sent:
+        if s.honest:
+            by_dev[s.device_dir].append(s)
+    out: dict[str, Any] = {}
+    for offset in (0.0, *SWEEP_OFFSETS_M):
+        hit = total = 0
+        for k in range(SWEEP_DIRECTIONS if offset else 1):
+            a = 2 * np.pi * (k + 0.125) / SWEEP_DIRECTIONS
+            de, dn = offset * np.sin(a), offset * np.cos(a)
+            for frames in by_dev.values():
+                frames = sorted(frames, key=lambda s: s.frame.captured_at_us)
+                pts = []
+                for s in frames:
+                    lat, lon = s.frame.position.lat, s.frame.position.lon
+                    lon += de / (111_195.0 * np.cos(np.radians(lat)))
+                    lat += dn / 111_195.0
+                    pts.append(
+                        TrackPoint(None, s.frame.seq, s.frame.captured_at_us / 1e6, lat, lon)
+                    )
+                flags, _ = check_map_match(pts, tracks.trips(pts, pol), matcher, pol)
+                hit += sum(1 for i in range(len(pts)) if i in flags and flags[i].score >= 0.5)
+                total += len(pts)
+        out[f"{offset:g}"] = [hit, total]
+        print(
+            f"  sweep: honest tracks shifted {offset:5g} m: {hit}/{total} frames flagged by map matching ({hit / max(1, total):.1%})",
+            flush=True,
+        )
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument(
+        "--world",
+        default="sample",
+        help="comma list of worlds: sample, a procedural KIND[:SEED] (rural, suburban, mountain,"
+        " oldtown) or a world folder (default: sample)",
+    )
+    ap.add_argument("--devices", type=int, default=None, help="default 16")
+    ap.add_argument("--minutes", type=float, default=None, help="default 6")
+    ap.add_argument("--seed", type=int, default=None, help="default 5")
+    ap.add_argument(
+        "--fleet",
+        type=Path,
+        default=None,
+        help="an existing `sim fleet` output to use (one world); its devices, minutes and seed"
+        " must agree with any given",
+    )
+    ap.add_argument(
+        "--no-privacy",
+        action="store_true",
+        help="skip face/plate blurring (faster; the checks do not depend on it)",
+    )
+    ap.add_argument("--shift", type=float, default=30.0, help="shifted_track offset (m)")
+    ap.add_argument("--copy-shift", type=float, default=30.0, help="shifted_copy offset (m)")
+    ap.add_argument("--sweep", action="store_true", help="also shift honest tracks 20-500 m")
+    ap.add_argument("--keep", action="store_true", help="keep each world's database and images")
+    ap.add_argument("--one", type=Path, default=None, help=argparse.SUPPRESS)  # child: one world
+    args = ap.parse_args()
+    worlds = [w.strip() for w in args.world.split(",") if w.strip()]
+    if args.one is not None:  # a child: one world, its summary to a file
+        summary = run_world(worlds[0], args.fleet, not args.no_privacy, args.keep, args.sweep)
+        args.one.write_text(json.dumps(summary))
+        return 0
+    print(
+        f"command: {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}; code: {_revision()}",
+        flush=True,
+    )
+    if args.fleet is not None and len(worlds) != 1:
+        print("--fleet names one fleet: give one --world with it", file=sys.stderr)
+        return 2
+    plan: list[tuple[str, Path]] = []
+    for world in worlds:
+        if args.fleet is not None:
+            fleet = args.fleet.resolve()
+            if not (fleet / "fleet.json").exists():
+                print(
+                    f"--fleet {fleet}: no fleet.json (make it with `roadmesh sim fleet`)",
+                    file=sys.stderr,
+                )
+                return 2
+            have = fleet_args(fleet)
+            for key in ("devices", "minutes", "seed"):
+                want = getattr(args, key)
+                if want is not None and float(want) != float(have[key]):
+                    print(
+                        f"--{key} {want} disagrees with the fleet {fleet} ({key} {have[key]})",
+                        file=sys.stderr,
+                    )
+                    return 2
+            print(
+                f"fleet {fleet}: devices {have['devices']}, minutes {have['minutes']:g}, seed {have['seed']}"
+            )
+        else:
+            devices = 16 if args.devices is None else args.devices
+            minutes = 6.0 if args.minutes is None else args.minutes
+            seed = 5 if args.seed is None else args.seed
+            adversaries = ADVERSARIES.format(
+                shift=f"{args.shift:g}", copy_shift=f"{args.copy_shift:g}"
+            )
+            fleet = ensure_fleet(
+                world, devices, minutes, seed, adversaries, fleet_dir(world, devices, minutes, seed)
+            )
+        plan.append((world, fleet))
+    summaries = []
+    for world, fleet in plan:
+        with tempfile.TemporaryDirectory(prefix="bench-fraud-summary-") as tmp:
+            out = Path(tmp) / "summary.json"
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--one",
+                str(out),
+                "--world",
+                world,
+                "--fleet",
+                str(fleet),
+            ]
+            cmd += ["--no-privacy"] if args.no_privacy else []
+            cmd += ["--keep"] if args.keep else []
+            cmd += ["--sweep"] if args.sweep else []
+            rc = subprocess.run(cmd, cwd=REPO).returncode
+            if rc != 0 or not out.exists():
+                print(f"world {world}: the run failed (exit {rc})", file=sys.stderr)
+                return 1
+            summaries.append(json.loads(out.read_text()))
+    return report(summaries)
+
+
+def report(summaries: list[dict[str, Any]]) -> int:
+    """Pooled over the worlds: per type, per check; the RESULT line."""
+    types: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    caught_everywhere: dict[str, bool] = {}
+    for s in summaries:
+        for role, (c, n, e, m) in s["types"].items():
+            t = types[role]
+            t[0], t[1], t[2], t[3] = t[0] + c, t[1] + n, t[2] + e, t[3] + m
+            caught_everywhere[role] = (
+                caught_everywhere.get(role, True) and n > 0 and c / n >= CAUGHT_SHARE
+            )
+    print(f"over {len(summaries)} world(s): " + ", ".join(s["world"] for s in summaries))
+    for role in sorted(types):
+        c, n, e, m = types[role]
+        per = ", ".join(
+            f"{s['world']} {s['types'][role][0] / max(1, s['types'][role][1]):.1%}"
+            for s in summaries
+            if role in s["types"]
+        )
+        print(
+            f"  {role:18s} fraudulent {c:5d}/{n:5d} flagged ({c / max(1, n):6.1%}); all its frames {e}/{m}; per world: {per}"
+        )
+    checks: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for s in summaries:
+        for group, per_check in s["checks"].items():
+            for check, k in per_check.items():
+                checks[check][group] += k
+    print("flagged frames per check (a frame counts once under each check that flagged it):")
+    for check in sorted(checks):
+        print(f"  {check:26s} " + ", ".join(f"{g} {k}" for g, k in sorted(checks[check].items())))
+    hon = [s["honest"] for s in summaries]
+    worst = max((h[0] / max(1, h[1]) for h in hon), default=0.0)
+    fraud_hit = sum(t[0] for t in types.values())
+    fraud_all = sum(t[1] for t in types.values())
+    caught = sum(1 for v in caught_everywhere.values() if v)
+    print(
+        "honest per world: "
+        + ", ".join(f"{s['world']} {s['honest'][0]}/{s['honest'][1]}" for s in summaries)
+    )
+    print(
+        f"RESULT fraud_flagged={fraud_hit / max(1, fraud_all):.3f}"
+        f" honest_flagged={sum(h[0] for h in hon) / max(1, sum(h[1] for h in hon)):.3f}"
+        f" types_caught={caught}/{len(caught_everywhere)} worst_world_honest={worst:.3f}"
     )
     return 0
 

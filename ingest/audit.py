@@ -14,6 +14,7 @@ run. Run it as `roadmesh ingest audit` (cron / systemd timer).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import Counter
 from collections.abc import Iterable
@@ -28,12 +29,16 @@ from ingest import fraud, tracks
 from ingest.imaging import (
     CopyMatch,
     ImageDecodeError,
+    block_change,
     camera_stats,
     copy_match,
     orb_features,
     reduced_grey,
     thumb_array,
 )
+from ingest.mapmatch import HmmMatcher, MapMatcher, check_map_match
+from ingest.places import find_shared_tracks
+from ingest.roads import RoadNetwork
 from webapp.fleet import lifecycle
 from webapp.fleet.models import Device, Frame
 from webapp.images import ObjectStore
@@ -97,12 +102,22 @@ ROW_FIELDS = (
 
 
 class Auditor:
+    """`roads`: the region's road network; with it every trip is map matched
+    (`ingest.mapmatch`), or pass a `matcher` of your own (the seam: Valhalla, OSRM ...)."""
+
     def __init__(
-        self, store: ObjectStore, policy: fraud.FraudPolicy | None = None, *, visual: bool = True
+        self,
+        store: ObjectStore,
+        policy: fraud.FraudPolicy | None = None,
+        *,
+        visual: bool = True,
+        roads: RoadNetwork | None = None,
+        matcher: MapMatcher | None = None,
     ) -> None:
         self.store = store
         self.policy = policy or fraud.FraudPolicy()
         self.visual = visual
+        self.matcher = matcher if matcher is not None else HmmMatcher(roads) if roads else None
 
     def run(self, devices: Iterable[Device] | None = None, *, full: bool = False) -> AuditReport:
         report = AuditReport()
@@ -116,18 +131,20 @@ class Auditor:
 
     def cross_device(self, frame_ids: list[int], report: AuditReport) -> None:
         """Frames compared with other devices' frames: uploads of another device's drive
-        (`find_copies`). The door's pHash near-duplicate flags that the stronger comparison
+        (`find_copies`), another device's track claimed (`ingest.places`). The door's pHash near-duplicate flags that the stronger comparison
         does not confirm are cleared: score 0, the door's score, reason and numbers kept as
         evidence. A frame that only such a flag had flagged goes back to `accepted`, and gets
         the vision job an accepted frame has if it has none."""
         found = find_copies(frame_ids, self.store, self.policy)
+        shared = find_shared_tracks(frame_ids, self.policy)
         changes: dict[int, lifecycle.FlagChange] = {}
-        for fid in set(found.flags) | set(found.cleared):
-            add = [found.flags[fid].as_json()] if fid in found.flags else []
+        for fid in set(found.flags) | set(found.cleared) | set(shared):
+            add = [f.as_json() for f in (found.flags.get(fid), shared.get(fid)) if f is not None]
             replace = [f.as_json() for f in found.cleared.get(fid, {}).values()]
             changes[fid] = lifecycle.FlagChange(add=add, replace=replace)
-            if fid in found.flags:
-                report.by_check[found.flags[fid].check] += 1
+            for f in (found.flags.get(fid), shared.get(fid)):
+                if f is not None:
+                    report.by_check[f.check] += 1
         result = lifecycle.change_flags(changes, audited=True)
         report.newly_flagged += len(result.flagged)
         report.unflagged += len(result.cleared)
@@ -160,6 +177,7 @@ class Auditor:
         # the frames looked at anew: not audited yet, and their image checks done
         fresh = [i for i, r in enumerate(rows) if r.checked and (full or not r.audited)]
         fresh_set = set(fresh)
+        thumbs = self._thumbs(rows, fresh) if self.visual else {}
         start = 0
         for i, row in enumerate(rows):
             jumps.update((i, f) for f in _stored_jumps(row.flags))
@@ -182,7 +200,7 @@ class Auditor:
                 for j in range(max(0, i - run + 1), i):
                     new_by_row.setdefault(j, []).extend(stationary)
             if self.visual:
-                still[i] = self._visual(rows, i)
+                still[i] = self._visual(rows, i, thumbs)
             new_by_row.setdefault(i, []).extend(new)
         for j, flags in _still_runs(points, still, pol).items():
             new_by_row.setdefault(j, []).extend(flags)
@@ -196,6 +214,11 @@ class Auditor:
             track_level.append(tracks.check_visual_turns(points, yaw, pol))
             if fresh:
                 track_level.append(self._camera(rows, fresh))
+        if self.matcher is not None and fresh:
+            touched = [
+                (a, b) for a, b in tracks.trips(points, pol) if any(a <= i < b for i in fresh)
+            ]
+            track_level.append(check_map_match(points, touched, self.matcher, pol)[0])
         for by_index in track_level:
             for j, flag in by_index.items():
                 new_by_row.setdefault(j, []).append(flag)
@@ -217,8 +240,10 @@ class Auditor:
 
     def _camera(self, rows: list[_Row], fresh: list[int]) -> dict[int, fraud.Flag]:
         """The device-level camera check over its new frames and up to CAMERA_LOOKBACK before
-        them, on the thumbnails and facts the image-check job kept (no decode)."""
-        lo = max(0, fresh[0] - CAMERA_LOOKBACK, len(rows) - CAMERA_MAX_FRAMES)
+        them, on the thumbnails and facts the image-check job kept (no decode), in windows of
+        at most CAMERA_MAX_FRAMES frames: each window is judged and flagged on its own (a
+        short last window joins the one before)."""
+        lo = max(0, fresh[0] - CAMERA_LOOKBACK)
         ids = [r.id for r in rows[lo:]]
         kept = {
             fid: (thumb, sharp, bright, high)
@@ -228,23 +253,50 @@ class Auditor:
                 "id", "thumb", "server_sharpness", "server_brightness", "server_highlights"
             )
         }
-        found = [kept[i] for i in ids if i in kept and kept[i][0] is not None]
-        stats = camera_stats(
-            [thumb_array(bytes(k[0] or b"")) for k in found],
-            [float(k[1] or 0.0) for k in found],
-            [float(k[2] or 0.0) for k in found],
-            [float(k[3] or 0.0) for k in found],
-        )
-        points = [r.point for r in rows[lo:]]
-        flag = fraud.camera_fault(stats, tracks.path_m(points, self.policy), self.policy)
-        if flag is None:
-            return {}
-        return dict.fromkeys(range(lo, len(rows)), flag)
+        bounds = [*range(lo, len(rows), CAMERA_MAX_FRAMES), len(rows)]
+        if len(bounds) > 2 and bounds[-1] - bounds[-2] < self.policy.camera_min_frames * 3:
+            bounds.pop(-2)
+        out: dict[int, fraud.Flag] = {}
+        for a, b in itertools.pairwise(bounds):
+            found = [kept[r.id] for r in rows[a:b] if r.id in kept and kept[r.id][0] is not None]
+            stats = camera_stats(
+                [thumb_array(bytes(k[0] or b"")) for k in found],
+                [float(k[1] or 0.0) for k in found],
+                [float(k[2] or 0.0) for k in found],
+                [float(k[3] or 0.0) for k in found],
+            )
+            points = [r.point for r in rows[a:b]]
+            flag = fraud.camera_fault(stats, tracks.path_m(points, self.policy), self.policy)
+            if flag is not None:
+                out.update(dict.fromkeys(range(a, b), flag))
+        return out
 
-    def _visual(self, rows: list[_Row], i: int) -> list[fraud.Flag]:
+    def _thumbs(self, rows: list[_Row], fresh: list[int]) -> dict[int, bytes]:
+        """The kept thumbnails of the fresh frames whose motion falls back to picture change,
+        and of the frames before them."""
+        pol = self.policy
+        need: set[int] = set()
+        for i in fresh:
+            r = rows[i]
+            if i and r.visual_prev == rows[i - 1].id and r.visual_flow is not None:
+                if (r.visual_points or 0) < pol.static_min_corners or (
+                    r.visual_flow <= pol.static_max_flow
+                ):
+                    need.update((r.id, rows[i - 1].id))
+        if not need:
+            return {}
+        rows_t = Frame.objects.filter(pk__in=list(need), thumb__isnull=False).values_list(
+            "id", "thumb"
+        )
+        return {fid: bytes(t or b"") for fid, t in rows_t}
+
+    def _visual(self, rows: list[_Row], i: int, thumbs: dict[int, bytes]) -> list[fraud.Flag]:
         """The motion the image-check job measured between this frame and the one before.
-        The mean grey change is the fallback for pictures with too few trackable corners: a
-        plain street driven straight changes little on average while its corners visibly move."""
+        Where too few corners could be tracked (an empty country road: sky and tarmac), or
+        they did not move, the picture's change decides: the largest change of any block of
+        the two thumbnails (`imaging.block_change`). A moving camera changes some part of the
+        picture (the lane marks, the verge beside it) even where the mean change is tiny; a
+        still picture changes nowhere beyond its sensor noise."""
         pol = self.policy
         row = rows[i]
         if i == 0 or row.visual_prev != rows[i - 1].id or row.visual_flow is None:
@@ -252,10 +304,11 @@ class Auditor:
         a, b = rows[i - 1].point, row.point
         points = row.visual_points or 0
         new = fraud.check_visual_flow(a, b, row.visual_flow, points, pol)
-        if (points < pol.static_min_corners or row.visual_flow <= pol.static_max_flow) and (
-            row.visual_change is not None
-        ):
-            new += fraud.check_visual_motion(a, b, row.visual_change, pol)
+        if points < pol.static_min_corners or row.visual_flow <= pol.static_max_flow:
+            ta, tb = thumbs.get(rows[i - 1].id), thumbs.get(row.id)
+            if ta is not None and tb is not None:
+                change = block_change(thumb_array(ta), thumb_array(tb))
+                new += fraud.check_visual_motion(a, b, change, pol)
         return new
 
     def update_trust(self, device: Device, now: datetime) -> None:
@@ -382,11 +435,17 @@ def find_copies(frame_ids: list[int], store: ObjectStore, pol: fraud.FraudPolicy
                 lat__range=(r.lat - dlat, r.lat + dlat), lon__range=(r.lon - dlon, r.lon + dlon)
             ).exclude(device_id=r.device)[:COPY_CANDIDATES]
         )
+        linked = _near_duplicate_of(r)  # the image checks' pHash match: any place, any time
+        if linked is not None and linked not in {c.id for c in cands}:
+            cands += [
+                c for c in _near_rows(Frame.objects.filter(pk=linked)) if c.device != r.device
+            ]
         for c in cands:
             near.setdefault(c.id, c)
-            if fraud.distance_m(r.lat, r.lon, c.lat, c.lon) > pol.copy_radius_m or not _same_way(
-                r, c, pol
-            ):
+            placed = fraud.distance_m(
+                r.lat, r.lon, c.lat, c.lon
+            ) <= pol.copy_radius_m and _same_way(r, c, pol)
+            if not placed and c.id != linked:
                 continue
             key = (min(r.id, c.id), max(r.id, c.id))
             if key not in checked:
@@ -416,9 +475,15 @@ def find_copies(frame_ids: list[int], store: ObjectStore, pol: fraud.FraudPolicy
             }
             for k, m in list(pairs.items())[:5]
         ]
+        apart = [
+            fraud.distance_m(near[i].lat, near[i].lon, near[j].lat, near[j].lon) for i, j in pairs
+        ]
         evidence = {
             "other_device": side[other][0].device_name,
             "matched_frames": pictures,
+            # where the copies claim to be, from where the pictures were taken (a copy under a
+            # shifted track claims other places than its pictures show)
+            "median_claimed_apart_m": round(float(np.median(apart)), 1),
             "examples": examples,
         }
         flag = fraud.Flag(
@@ -494,6 +559,17 @@ def _unconfirmed_near_duplicate(
             "inliers": m.inliers,
         },
     )
+
+
+def _near_duplicate_of(r: _Near) -> int | None:
+    """The frame the image checks found `r` a near copy of (its pHash flag), if any."""
+    for f in r.flags:
+        if f.get("check") == fraud.Check.NEAR_DUPLICATE_IMAGE:
+            ev = f.get("evidence")
+            other = ev.get("other_frame") if isinstance(ev, dict) else None
+            if isinstance(other, int):
+                return other
+    return None
 
 
 def _same_way(a: _Near, b: _Near, pol: fraud.FraudPolicy) -> bool:

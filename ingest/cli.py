@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import sys
+from pathlib import Path
 from typing import Any
 
 from webapp.django_setup import setup_django
@@ -41,6 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--device", action="append", default=[], help="only this device id (repeatable)"
     )
     audit.add_argument("--no-visual", action="store_true", help="skip the checks on the pictures")
+    audit.add_argument(
+        "--roads",
+        type=Path,
+        default=os.environ.get("ROADMESH_ROADS") or None,
+        help="the region's road network for map matching: a world folder (roads.geojson) or"
+        " an OpenStreetMap .osm.pbf (env ROADMESH_ROADS; none: no map matching)",
+    )
     audit.set_defaults(func=_audit)
 
 
@@ -94,8 +104,20 @@ def _audit(args: argparse.Namespace) -> int:
     from webapp.images import store_for
 
     devices = Device.objects.filter(device_id__in=args.device) if args.device else None
+    roads = None
+    if args.roads:
+        from ingest.roads import RoadNetwork, RoadNetworkError
+
+        try:
+            roads = RoadNetwork.load(Path(args.roads))
+        except RoadNetworkError as e:
+            print(f"roadmesh ingest audit: --roads {args.roads}: {e}", file=sys.stderr)
+            return 2
     auditor = Auditor(
-        store_for(settings.SERVER), IntakePolicy.from_env().fraud, visual=not args.no_visual
+        store_for(settings.SERVER),
+        IntakePolicy.from_env().fraud,
+        visual=not args.no_visual,
+        roads=roads,
     )
     report = auditor.run(devices, full=args.full)
     checks = ", ".join(f"{k}={v}" for k, v in sorted(report.by_check.items())) or "none"

@@ -41,6 +41,9 @@ class Check:
     DUPLICATE_DRIVE = "duplicate_drive"
     CAMERA_FAULT = "camera_fault"
     UNDECODABLE_IMAGE = "undecodable_image"
+    OFF_ROAD = "off_road"
+    MAP_MISMATCH = "map_mismatch"
+    SHARED_TRACK = "shared_track"
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,9 @@ class FraudPolicy:
     max_brightness: float = 235.0
     static_image_min_m: float = 5.0  # claimed movement above which the picture must change
     static_run_min_m: float = 25.0  # ... and a run of such pairs must claim this net displacement
-    static_image_max_change: float = 0.012  # mean |difference| / 255 below which it did not
+    # the largest change of any 8x6 block of the thumbnails (/255) below which the picture
+    # did not change: 4 grey levels, several times the sensor noise left in a block
+    static_image_max_change: float = 0.016
     static_max_flow: float = 0.002  # median corner displacement / width below which nothing moved
     static_min_corners: int = 40  # ... measured on at least this many tracked corners
     session_gap_s: float = 600.0  # frames further apart than this belong to different trips
@@ -102,6 +107,24 @@ class FraudPolicy:
     # accelerate at most this much on average (a 0-300 km/h in 14 s hypercar) ...
     max_launch_mps2: float = 6.0
     max_brake_mps2: float = 10.0  # ... and brake at most this hard (about 1 g)
+    # Map matching (ingest.mapmatch): a frame this far from the road it was matched to (or
+    # from any road) is off the road; honest GNSS error (1-2 m RMS, multipath excursions of
+    # up to ~5 m) plus half a wide road's width stay well inside it ...
+    map_offroad_m: float = 20.0
+    map_offroad_min_frames: int = 3  # ... a run this long is flagged (not one wild fix) ...
+    map_min_frames: int = 20  # ... and a trip this long is judged whole:
+    map_trip_offroad_share: float = 0.1  # more of its frames off the road than this, or
+    map_max_breaks_per_km: float = 1.0  # its drivable path lost more often than this a km
+    # Another device's track (ingest.places): frames within this of where another device's
+    # track puts it at the same moment (two cars cannot share a spot; a car 1 s behind
+    # another is 10-20 m behind it) ...
+    shared_track_m: float = 6.0
+    shared_track_dt_s: float = 1.5  # ... that track known this close in time ...
+    shared_track_min_frames: int = 20  # ... again and again ...
+    shared_track_min_m: float = 200.0  # ... over this much of the road ...
+    # ... while the pictures differ: a median place similarity at least this high is the
+    # same pictures (a copy: duplicate_drive decides); re-encoded copies score ~0.95
+    shared_track_max_similarity: float = 0.8
 
 
 @dataclass(frozen=True)

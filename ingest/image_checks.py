@@ -7,7 +7,8 @@ pending frames in capture order, up to `max_frames` a lease:
 * one reduced decode (libjpeg DCT scaling, the door's pixel limits again) per frame;
 * the facts other checks read later without decoding: the perceptual hash (and its four
   bands), server-side sharpness, brightness and highlights, a 64x36 thumbnail (the
-  audit's camera check), and the motion of the picture since the device's previous frame
+  audit's camera check), a global place descriptor (the audit's image-vs-place check:
+  `imaging.place_descriptor`), and the motion of the picture since the device's previous frame
   (tracked corners, yaw, mean change: the audit's still-picture and turn checks), when
   that frame is at most 5 s older;
 * flags: `near_duplicate_image` (a stored frame of another device, or of the same device
@@ -46,6 +47,7 @@ from ingest.imaging import (
     facts_of,
     hamming,
     phash_bands,
+    place_descriptor,
     reduced_grey,
     thumb_array,
     thumbnail,
@@ -134,6 +136,7 @@ class ImageCheckHandler:
                     "server_brightness": facts.brightness,
                     "server_highlights": facts.highlights,
                     "thumb": thumb,
+                    "place_desc": place_descriptor(grey),
                 },
                 flags=[
                     f.as_json()

@@ -100,6 +100,20 @@ def thumb_array(data: bytes) -> np.ndarray:
     return np.frombuffer(data, np.uint8).reshape(THUMB[1], THUMB[0])
 
 
+CHANGE_BLOCK = (8, 6)  # thumbnail pixels per block of `block_change`
+
+
+def block_change(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest mean |difference| (0..1) over the 8x6-pixel blocks of two thumbnails:
+    how much the part of the picture that changed most changed. Sensor noise averages out
+    to a fraction of a grey level per block; lane marks passing under a moving camera change
+    their block by tens."""
+    bw, bh = CHANGE_BLOCK
+    h, w = (a.shape[0] // bh) * bh, (a.shape[1] // bw) * bw
+    d = np.abs(a[:h, :w].astype(np.float32) - b[:h, :w].astype(np.float32))
+    return float(d.reshape(h // bh, bh, w // bw, bw).mean(axis=(1, 3)).max() / 255.0)
+
+
 def image_facts(jpeg: bytes) -> ImageFacts:
     return facts_of(reduced_grey(jpeg))
 
@@ -179,6 +193,45 @@ def visual_motion(a: np.ndarray, b: np.ndarray, hfov_deg: float = 120.0) -> Visu
     change = np.degrees(np.arctan((p0[:, 0] - cx) / f) - np.arctan((p1[:, 0] - cx) / f))
     yaw = float(np.median(change))
     return VisualMotion(yaw, flow, len(p0))
+
+
+# -- where a picture was taken: a global descriptor for place recognition -------------------------
+PLACE_SIZE = (128, 64)  # HOG window (w, h) the upper part of the frame is resized to
+PLACE_TOP = 0.62  # the share of the picture (from the top) described: not the road surface
+PLACE_SCALE = 127.0
+
+
+def place_descriptor(grey: np.ndarray) -> bytes:
+    """A global descriptor of a reduced grey frame for visual place recognition: histograms
+    of oriented gradients (scikit-image's HOG: 16-px cells, 2x2-cell blocks, 9 orientations)
+    of the picture's upper part (buildings, trees, signs, the skyline; the road surface
+    below looks alike everywhere), resized to 128x64; centred, L2-normalised and stored as
+    756 int8. Two pictures of one place from nearby poses score high (`place_similarity`),
+    pictures of other places lower, by how alike the places look."""
+    from skimage.feature import hog
+
+    top = grey[: max(8, int(grey.shape[0] * PLACE_TOP))]
+    small = cv2.resize(top, PLACE_SIZE, interpolation=cv2.INTER_AREA)
+    v = hog(
+        small, orientations=9, pixels_per_cell=(16, 16), cells_per_block=(2, 2), feature_vector=True
+    ).astype(np.float32)
+    v -= v.mean()
+    v /= max(float(np.linalg.norm(v)), 1e-6)
+    return bytes(np.clip(np.round(v * PLACE_SCALE), -127, 127).astype(np.int8).tobytes())
+
+
+def place_vectors(descs: list[bytes]) -> np.ndarray:
+    """Stored descriptors as rows of unit vectors (n, 756) float32."""
+    if not descs:
+        return np.zeros((0, 0), np.float32)
+    m = np.stack([np.frombuffer(d, np.int8) for d in descs]).astype(np.float32)
+    return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-6)
+
+
+def place_similarity(a: bytes, b: bytes) -> float:
+    """Cosine similarity of two place descriptors (-1..1)."""
+    v = place_vectors([a, b])
+    return float(v[0] @ v[1])
 
 
 # -- a copy of another device's picture ---------------------------------------------------------

@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             step(f"  {line}")
         drive_fleet(stack, fleet_dir)
         stack.wait_image_checked(timeout=600)
-        audit = stack.roadmesh("ingest", "audit", timeout=1800)
+        audit = stack.roadmesh("ingest", "audit", "--roads", str(WORLD_ROADS.parent), timeout=1800)
         step(f"fraud audit: {audit.stdout.strip()}")
         closed = stack.roadmesh("rewards", "close-epoch", timeout=600)
         for line in closed.stdout.strip().splitlines()[-3:]:

@@ -57,7 +57,7 @@ ROLE_NOTES = {
     "bad_camera": "blurred, obstructed or dark camera",
     "shifted_track": "uploads its own real drive with every fix moved by one constant offset (detail: metres): plausible speeds, no jumps, cells it never drove",
     "shifted_copy": "a pair: the copy uploads the original's pictures (altered like a duplicate farmer's) under a track shifted by a constant offset (detail of the copy: copy@metres)",
-    "track_thief": "a pair: the thief uploads its own real pictures under the victim's real GNSS track (a drivable route somewhere else, at plausible speeds)",
+    "track_thief": "a pair: the thief uploads its own real pictures under the victim's real GNSS track, live (where the victim is at each moment: a drivable route somewhere else, at plausible speeds)",
 }
 
 
@@ -229,9 +229,10 @@ def plan_fleet(
             d.detail = what if i not in shift_of else f"{what}@{shift_of[i]:g}"
             d.pair = plan.devices[int(other)].dir
             if role == "track_thief" and what == "thief":
+                # live: at every moment it claims where the victim is at that moment
                 victim = plan.devices[int(other)].spec
                 assert d.spec is not None and victim is not None
-                d.spec = replace(d.spec, track_of=victim)
+                d.spec = replace(d.spec, track_of=victim, start_utc=victim.start_utc)
     for d in plan.devices:
         if d.role == "cloned_key" and d.detail == "clone":
             d.device_id = next(o.device_id for o in plan.devices if o.dir == d.pair)
@@ -331,6 +332,8 @@ def run_fleet(
         "format": "roadmesh-fleet/1",
         "seed": plan.seed,
         "features": features_file,
+        "world": str(world_dir) if world_dir else "sample",
+        "minutes": round(max(d.spec.duration_s for d in plan.devices if d.spec) / 60.0, 3),
         "map_attribution": ATTRIBUTION,
         "devices": [d.to_dict() for d in plan.devices],
         "roles": {k: v for k, v in ROLE_NOTES.items()},

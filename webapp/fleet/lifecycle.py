@@ -149,6 +149,7 @@ FACT_FIELDS = (
     "visual_points",
     "visual_yaw",
     "visual_change",
+    "place_desc",
 )
 
 

@@ -25,6 +25,10 @@ class Device(models.Model):
     trust_score = models.FloatField(default=1.0)
     trust_evidence = models.JSONField(default=dict, blank=True)
     trust_updated_at = models.DateTimeField(null=True, blank=True)
+    # The newest telemetry the device sent (its outbox depth, counters; ingest.door keeps
+    # at most 8 KB of it) and when it was sent.
+    telemetry = models.JSONField(default=dict, blank=True)
+    telemetry_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.device_id
@@ -99,6 +103,10 @@ class Frame(models.Model):
     visual_points = models.IntegerField(null=True, blank=True)
     visual_yaw = models.FloatField(null=True, blank=True)
     visual_change = models.FloatField(null=True, blank=True)
+    # A global descriptor of the picture for place recognition (ingest.imaging.place_descriptor:
+    # HOG of its upper part, int8, 756 bytes): the audit compares it with other frames of the
+    # place the frame claims and of other places.
+    place_desc = models.BinaryField(null=True, blank=True)
     image_checked_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     audited_at = models.DateTimeField(null=True, blank=True)

@@ -1,0 +1,201 @@
+"""The audit's image-vs-place checks over frames stored through the real door: a copied drive
+under a shifted track, a device claiming another device's track, a camera fault over more
+frames than one window, a plain country road that is not a still picture."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ingest.audit import Auditor
+from ingest.fraud import Check, FraudPolicy
+from ingest.imaging import block_change, place_descriptor, place_similarity
+from tests.ingest.harness import Ingest
+from tests.ingest.streams import FRAME_H, FRAME_W, crop, encode_jpeg, world_strip
+from tests.ingest.test_fraud_audit import STEP_M, _registered, _send
+from webapp.fleet.models import Frame
+from webapp.images import LocalObjectStore
+
+pytestmark = pytest.mark.django_db
+
+
+def _flags(device: str, check: str) -> list[dict[str, object] | None]:
+    return [
+        next((f for f in fl if f["check"] == check and f["score"] >= 0.5), None)
+        for fl in Frame.objects.filter(device__device_id=device)
+        .order_by("seq")
+        .values_list("flags", flat=True)
+    ]
+
+
+def _retoned(jpeg: bytes) -> bytes:
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None
+    return encode_jpeg(cv2.convertScaleAbs(img, alpha=1.04, beta=3), quality=75)
+
+
+def test_a_copy_of_another_devices_drive_under_a_shifted_track_is_flagged_as_a_copy(
+    tmp_path: Path,
+) -> None:
+    store = LocalObjectStore(tmp_path / "images")
+    intake = Ingest(store)
+    keys = _registered("dev-victim", "dev-copy")
+    strip = world_strip(11)
+    originals = [encode_jpeg(crop(strip, i * STEP_M * 6.0)) for i in range(16)]
+    t0 = int((time.time() - 1_800) * 1e6)
+    for i, jpeg in enumerate(originals):
+        _send(
+            intake,
+            keys["dev-victim"],
+            "dev-victim",
+            t0 + i * 1_000_000,
+            jpeg,
+            seq=i + 1,
+            north_m=i * STEP_M,
+        )
+    # the same pictures re-toned and re-encoded (their pHash within the image checks' bits: a
+    # cropped copy placed elsewhere is beyond them, see the README's known limitations),
+    # claimed 200 m east
+    for i, jpeg in enumerate(originals):
+        _send(
+            intake,
+            keys["dev-copy"],
+            "dev-copy",
+            t0 + 90_000_000 + i * 1_000_000,
+            _retoned(jpeg),
+            seq=i + 1,
+            north_m=i * STEP_M,
+            east_m=200.0,
+        )
+
+    Auditor(store).run()
+
+    copy = _flags("dev-copy", Check.DUPLICATE_DRIVE)
+    assert all(f is not None for f in copy)
+    ev = copy[0]["evidence"]  # type: ignore[index]
+    assert ev["other_device"] == "dev-victim" and ev["median_claimed_apart_m"] > 150  # type: ignore[index]
+    assert not Frame.objects.filter(
+        device__device_id="dev-victim", state=Frame.State.FLAGGED
+    ).exists()
+
+
+def _two_drives(
+    intake: Ingest, keys: dict, *, thief_delay_s: float, north_offset_m: float = 0.0
+) -> None:  # type: ignore[type-arg]
+    """dev-victim drives 30 frames north; dev-thief sends 30 pictures of somewhere else claiming
+    the victim's positions at the victim's times (+ `north_offset_m`), `thief_delay_s` later."""
+    here, there = world_strip(21), world_strip(22)
+    t0 = int((time.time() - 1_800) * 1e6)
+    for i in range(30):
+        _send(
+            intake,
+            keys["dev-victim"],
+            "dev-victim",
+            t0 + i * 1_000_000,
+            encode_jpeg(crop(here, i * STEP_M * 6.0)),
+            seq=i + 1,
+            north_m=i * STEP_M,
+        )
+    for i in range(30):
+        _send(
+            intake,
+            keys["dev-thief"],
+            "dev-thief",
+            t0 + i * 1_000_000 + 300_000,
+            encode_jpeg(crop(there, i * STEP_M * 6.0 + 3000)),
+            seq=i + 1,
+            north_m=i * STEP_M + 2.4 + north_offset_m,
+            east_m=1.0,
+        )
+    del thief_delay_s  # the door records arrival as it happens: the thief's come second
+
+
+def test_a_device_claiming_another_devices_track_at_its_times_is_flagged_and_the_victim_is_not(
+    tmp_path: Path,
+) -> None:
+    store = LocalObjectStore(tmp_path / "images")
+    intake = Ingest(store)
+    keys = _registered("dev-victim", "dev-thief")
+    _two_drives(intake, keys, thief_delay_s=30.0)
+
+    report = Auditor(store).run()
+
+    thief = _flags("dev-thief", Check.SHARED_TRACK)
+    assert all(f is not None for f in thief)
+    ev = thief[0]["evidence"]  # type: ignore[index]
+    assert ev["other_device"] == "dev-victim" and ev["shared_frames"] >= 20  # type: ignore[index]
+    assert ev["median_place_similarity"] < FraudPolicy().shared_track_max_similarity  # type: ignore[index]
+    assert not Frame.objects.filter(
+        device__device_id="dev-victim", state=Frame.State.FLAGGED
+    ).exists()
+    assert report.by_check[Check.SHARED_TRACK] == 30
+
+
+def test_a_car_following_another_a_second_behind_shares_no_track(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "images")
+    intake = Ingest(store)
+    keys = _registered("dev-victim", "dev-thief")
+    _two_drives(intake, keys, thief_delay_s=0.0, north_offset_m=-12.0)  # 12 m behind it
+
+    Auditor(store).run()
+
+    assert not any(_flags("dev-thief", Check.SHARED_TRACK))
+
+
+def test_a_camera_fault_is_flagged_on_every_frame_of_a_long_drive_not_only_the_last_window(
+    tmp_path: Path,
+) -> None:
+    store = LocalObjectStore(tmp_path / "images")
+    intake = Ingest(store)
+    keys = _registered("dev-smudge")
+    strip = world_strip(5, length_px=30_000)
+    t0 = int((time.time() - 3_000) * 1e6)
+    n = 340  # more than one window of the camera check (300 frames)
+    for i in range(n):
+        img = crop(strip, i * 40.0).copy()
+        img[: FRAME_H // 3, : FRAME_W // 3] = 20  # a dark smudge that never moves
+        _send(
+            intake,
+            keys["dev-smudge"],
+            "dev-smudge",
+            t0 + i * 1_000_000,
+            encode_jpeg(img),
+            seq=i + 1,
+            north_m=i * STEP_M,
+        )
+        if i == 150:
+            Auditor(store).run()  # an audit run in the middle: the first half is audited then
+    Auditor(store).run()
+
+    flags = _flags("dev-smudge", Check.CAMERA_FAULT)
+    assert all(f is not None for f in flags), [k for k, f in enumerate(flags) if f is None][:10]
+
+
+def test_a_plain_road_picture_changes_somewhere_while_a_still_one_changes_nowhere() -> None:
+    rng = np.random.default_rng(0)
+    sky = np.full((36, 64), 200.0)
+    road = sky.copy()
+    road[24:, :] = 80.0
+    a, b = road.copy(), road.copy()
+    a[30:34, 30:33] = 230.0  # a lane mark, then 8 m later further down the picture
+    b[33:36, 29:34] = 230.0
+    noise = rng.normal(0, 0.6, (2, 36, 64))  # what sensor noise leaves in a thumbnail
+    moving = block_change((a + noise[0]).astype(np.uint8), (b + noise[1]).astype(np.uint8))
+    still = block_change((a + noise[0]).astype(np.uint8), (a + noise[1]).astype(np.uint8))
+    assert np.abs(a - b).mean() / 255 < FraudPolicy().static_image_max_change  # the mean says still
+    assert moving > FraudPolicy().static_image_max_change > still
+
+
+def test_the_place_descriptor_tells_a_nearby_view_of_one_place_from_another_place() -> None:
+    strip, other = world_strip(31), world_strip(32)
+    here = cv2.cvtColor(crop(strip, 1000), cv2.COLOR_BGR2GRAY)
+    near = cv2.cvtColor(crop(strip, 1012), cv2.COLOR_BGR2GRAY)  # two metres on
+    there = cv2.cvtColor(crop(other, 1000), cv2.COLOR_BGR2GRAY)
+    d_here, d_near, d_there = (place_descriptor(g) for g in (here, near, there))
+    assert len(d_here) == 756
+    # a view 2 m on scores ~0.8, another place ~0.3 (measured over world strips 31-36)
+    assert place_similarity(d_here, d_near) > 0.7 > 0.5 > place_similarity(d_here, d_there)
