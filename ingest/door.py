@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import operator
 import time
@@ -56,6 +57,7 @@ logger = logging.getLogger(__name__)
 Status = Literal["stored", "duplicate", "rejected", "ignored"]
 RECENT_FRAMES = 24  # the device's frames before this one that the track checks look at
 DB_RETRIES = 3
+TELEMETRY_KEEP_BYTES = 8192  # a device's newest telemetry kept whole up to this much JSON
 INFRASTRUCTURE = (OperationalError, InterfaceError, ObjectStoreError)
 
 
@@ -142,6 +144,8 @@ class Door:
         # Device rows to touch at the end of the transaction, in primary-key order, so two
         # workers committing batches never lock the same device rows in opposite orders.
         self._seen: dict[int, bool | None] = {}
+        # the newest telemetry of each device in the batch: (sent at, the data to keep)
+        self._telemetry: dict[int, tuple[datetime, dict[str, Any]]] = {}
         # device id -> public key bytes as last read from the database, so `prepare` (on the
         # worker's prepare threads) can check signatures before the batch looks the device up;
         # `check_signature` checks again whenever the registered key differs.
@@ -204,7 +208,7 @@ class Door:
                     self.flush_device_updates()
                 return outcomes
             except OperationalError as exc:  # deadlock / serialization failure: rolled back
-                self._seen = {}
+                self._forget()
                 if attempt == DB_RETRIES or not _retryable(exc):
                     raise
                 logger.warning(
@@ -212,10 +216,10 @@ class Door:
                 )
                 time.sleep(0.05 * attempt)
             except INFRASTRUCTURE:
-                self._seen = {}
+                self._forget()
                 raise
             except Exception as exc:  # a race or a message the batch cannot hold: one by one
-                self._seen = {}
+                self._forget()
                 logger.info("committing a batch of %d message by message: %s", len(batch), exc)
                 return [self._commit_alone(p) for p in batch]
         raise AssertionError("unreachable")
@@ -230,13 +234,13 @@ class Door:
                     self.flush_device_updates()
                 return outcome
             except INFRASTRUCTURE:
-                self._seen = {}
+                self._forget()
                 raise
             except _Race:
-                self._seen = {}
+                self._forget()
                 continue
             except Exception as exc:
-                self._seen = {}
+                self._forget()
                 logger.exception("message on %s could not be committed", p.topic[:255])
                 return self._internal_error(p, f"{type(exc).__name__}: {exc}")
         return self._internal_error(p, "a concurrent worker kept storing the same frame")
@@ -254,16 +258,43 @@ class Door:
             with transaction.atomic():
                 return self.reject(p, rej)
 
+    def _forget(self) -> None:
+        """Drop the device updates of a batch that rolled back."""
+        self._seen = {}
+        self._telemetry = {}
+
     def flush_device_updates(self) -> None:
-        """Write last_seen_at / online for the devices seen (call inside the transaction)."""
+        """Write last_seen_at / online, and the newest telemetry, for the devices seen (call
+        inside the transaction). Telemetry older than what is stored is not written (two
+        workers may take one device's messages out of order)."""
         now = timezone.now()
-        seen, self._seen = self._seen, {}
+        seen, telemetry = self._seen, self._telemetry
+        self._forget()
         for pk in sorted(seen):
             online = seen[pk]
             if online is None:
                 Device.objects.filter(pk=pk).update(last_seen_at=now)
             else:
                 Device.objects.filter(pk=pk).update(last_seen_at=now, online=online)
+        for pk in sorted(telemetry):
+            sent_at, data = telemetry[pk]
+            Device.objects.filter(pk=pk).filter(
+                Q(telemetry_at__isnull=True) | Q(telemetry_at__lt=sent_at)
+            ).update(telemetry=data, telemetry_at=sent_at)
+
+    def note_telemetry(self, device: Device, message: protocol.Telemetry) -> None:
+        """Keep a device's telemetry for the dashboard (its outbox depth, counters): the
+        whole object when it is at most TELEMETRY_KEEP_BYTES of JSON, else its `outbox`
+        part alone. A time in the future is taken as now."""
+        sent_at = min(message.sent_at, timezone.now())
+        data = message.data
+        if len(json.dumps(data, separators=(",", ":"))) > TELEMETRY_KEEP_BYTES:
+            outbox = data.get("outbox")
+            small = len(json.dumps(outbox)) <= TELEMETRY_KEEP_BYTES // 4
+            data = {"outbox": outbox if small else None, "truncated": True}
+        kept = self._telemetry.get(device.pk)
+        if kept is None or kept[0] < sent_at:
+            self._telemetry[device.pk] = (sent_at, data)
 
     # -- shared checks -------------------------------------------------------------------
     @staticmethod
@@ -348,9 +379,15 @@ class Door:
         return flags
 
     def frame_row(
-        self, device: Device, frame: protocol.Frame, jpeg: JpegInfo, flags: list[fraud.Flag]
+        self,
+        device: Device,
+        frame: protocol.Frame,
+        jpeg: JpegInfo,
+        flags: list[fraud.Flag],
+        signature: bytes | None = None,
     ) -> Frame:
-        """The unsaved Frame row of a frame that passed the door (the lifecycle sets its state)."""
+        """The unsaved Frame row of a frame that passed the door (the lifecycle sets its state);
+        `signature` is the device's, kept so a consumer can check the frame (provenance)."""
         pos = frame.position
         r12, r9, r7 = h3_cells(pos.lat, pos.lon)
         return Frame(
@@ -380,6 +417,7 @@ class Door:
             faces_blurred=frame.privacy.faces,
             plates_blurred=frame.privacy.plates,
             flags=[f.as_json() for f in flags],
+            signature=signature,
         )
 
     def reject(self, p: Prepared, rej: Rejection) -> Outcome:
@@ -477,7 +515,8 @@ class _Batch:
                     and p.channel == protocol.Channel.TELEMETRY
                 ):
                     door._seen.setdefault(device.pk, None)
-                    self.outcomes[i] = self._ignored(p, "telemetry seen")
+                    door.note_telemetry(device, message)
+                    self.outcomes[i] = self._ignored(p, "telemetry recorded")
                 else:
                     raise Rejection(
                         IntakeReason.UNSUPPORTED_CHANNEL,
@@ -621,8 +660,12 @@ class _Batch:
     def _insert(self) -> None:
         rows = []
         for n in self.new:
-            assert n.prepared.jpeg is not None
-            rows.append(self.door.frame_row(n.device, n.frame, n.prepared.jpeg, n.flags))
+            assert n.prepared.jpeg is not None and n.prepared.signed is not None
+            rows.append(
+                self.door.frame_row(
+                    n.device, n.frame, n.prepared.jpeg, n.flags, n.prepared.signed.signature
+                )
+            )
         try:
             created = lifecycle.store_frames(rows)
         except IntegrityError as exc:

@@ -48,11 +48,18 @@ def devices(owner: User) -> list[dict[str, Any]]:
             "frames": d.n,
             "last_frame_at": d.last_frame,
             "trust_score": d.trust_score,
-            # the door does not keep telemetry yet (README: Known limitations)
-            "outbox_depth": None,
+            # from the device's newest telemetry (ingest.door keeps it): None when it sent none
+            "outbox_depth": _outbox_depth(d.telemetry),
+            "telemetry_at": d.telemetry_at,
         }
         for d in rows
     ]
+
+
+def _outbox_depth(telemetry: Any) -> int | None:
+    outbox = telemetry.get("outbox") if isinstance(telemetry, dict) else None
+    depth = outbox.get("depth") if isinstance(outbox, dict) else None
+    return depth if isinstance(depth, int) and not isinstance(depth, bool) else None
 
 
 def refused(owner: User, limit: int = 50) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from broker import BrokerConfig, EmbeddedBrokerLogins
 from edge.identity import DeviceIdentity, load_key
 from roadmesh.stack import LocalStack
 from tests.conftest import sample_day
+from tests.webapp.test_api_frames import verify_provenance
 
 pytestmark = pytest.mark.e2e
 
@@ -101,6 +102,8 @@ def test_a_replayed_drive_is_stored_and_served_as_geojson(
     assert status == 200 and content_type == "image/jpeg"
     assert image == (sample_drive / "frames" / "000000.jpg").read_bytes()
     assert hashlib.sha256(image).hexdigest() == first["properties"]["image_sha256"]
+    # the door kept the device's signature: a consumer checks the frame from its provenance
+    assert verify_provenance(first, image)
 
 
 def test_replaying_the_same_drive_again_publishes_nothing_new(

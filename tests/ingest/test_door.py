@@ -235,6 +235,38 @@ def test_a_status_message_marks_the_device_online_and_offline(
     assert not device.online
 
 
+def test_the_newest_telemetry_is_kept_for_the_dashboard_and_an_older_one_does_not_replace_it(
+    door: Door, device: Device, key: Ed25519PrivateKey
+) -> None:
+    topic = "devices/dev-one/telemetry"
+    t0 = 1_780_000_000_000_000
+
+    def send(seq: int, sent_at_us: int, data: dict[str, object]) -> str:
+        message = protocol.Telemetry("dev-one", seq, sent_at_us, data)
+        return door.handle(topic, protocol.encode(message, key)).status
+
+    assert send(2, t0 + 30_000_000, {"outbox": {"depth": 7, "bytes": 1500}}) == "ignored"
+    device.refresh_from_db()
+    assert device.telemetry["outbox"]["depth"] == 7
+    assert device.telemetry_at is not None and device.last_seen_at is not None
+    send(1, t0, {"outbox": {"depth": 99, "bytes": 1}})  # older, delivered late
+    device.refresh_from_db()
+    assert device.telemetry["outbox"]["depth"] == 7
+    send(3, t0 + 60_000_000, {"outbox": {"depth": 3}, "log": "x" * 20_000})  # too big to keep
+    device.refresh_from_db()
+    assert device.telemetry == {"outbox": {"depth": 3}, "truncated": True}
+
+
+def test_a_stored_frame_keeps_its_device_signature_which_verifies_its_envelope(
+    door: Door, device: Device, key: Ed25519PrivateKey
+) -> None:
+    payload = protocol.encode(frame(), key)
+    row = Frame.objects.get(pk=door.handle(TOPIC, payload).frame_id)
+    assert bytes(row.signature) == payload[-64:]
+    # what a consumer re-checks: the stored signature over the envelope's signed bytes
+    key.public_key().verify(bytes(row.signature), protocol.decode(payload).signed_bytes)
+
+
 @pytest.mark.parametrize("size", [(1280, 720), (1920, 1080), (640, 360), (320, 240), (100, 80)])
 def test_the_reduced_decode_gives_the_pixels_of_a_pil_draft_decode(size: tuple[int, int]) -> None:
     """`reduced_grey` (OpenCV) keeps the pixels the door's thresholds were set on (PIL draft)."""

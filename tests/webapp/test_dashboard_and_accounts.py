@@ -15,7 +15,7 @@ from contracts.chain import artifact
 from tests.webapp.people import T0, device, frames_along, person
 from webapp.accounts.models import User
 from webapp.api.models import ApiKey
-from webapp.fleet.models import Frame, RejectedMessage
+from webapp.fleet.models import Device, Frame, RejectedMessage
 from webapp.payouts.models import Allocation, Epoch
 
 pytestmark = pytest.mark.django_db
@@ -97,6 +97,18 @@ def test_the_dashboard_shows_devices_refusals_this_epoch_and_earnings(
     assert "1.2500 RMT" in page and "epoch 1" in page
     assert "image quality: sharpness and exposure" in page
     assert "2</span> accepted frames" in page
+
+
+def test_the_dashboard_shows_each_devices_outbox_depth_from_its_newest_telemetry(
+    client: Client, driver: User
+) -> None:
+    client.force_login(driver)
+    assert "no telemetry yet" in client.get("/dashboard/").content.decode()
+    Device.objects.filter(device_id="dev-dash").update(
+        telemetry={"outbox": {"depth": 4321, "bytes": 10}}, telemetry_at=T0
+    )
+    page = client.get("/dashboard/").content.decode()
+    assert ">4321</td>" in page and "no telemetry yet" not in page
 
 
 def test_the_claim_is_a_ready_distributor_call_with_the_proof(client: Client, driver: User) -> None:
