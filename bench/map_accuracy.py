@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import hashlib
 import json
 import math
@@ -360,6 +361,13 @@ def main() -> int:
     def load(v: str) -> None:
         t0 = time.perf_counter()
         sent = publish(fleets[v])
+        if v == "v2":  # the same device ids as v1 would be refused as replays: other cars
+            sent = [
+                dataclasses.replace(
+                    s, frame=dataclasses.replace(s.frame, device_id=s.frame.device_id + "-b")
+                )
+                for s in sent
+            ]
         runs[v] = Run(sent, frame_truth(fleets[v], sent), {"edge": time.perf_counter() - t0})
         print(
             f"{v}: {fleets[v].name}: {len(sent)} kept frames ({runs[v].seconds['edge']:.0f}s edge)",
@@ -473,7 +481,8 @@ def main() -> int:
             for lb in labels_:
                 if lb["id"] in eligible:
                     prev = light_of.get(lb["id"])
-                    light_of[lb["id"]] = light[dev] if prev in (None, light[dev]) else "mixed"
+                    here = light.get(dev.removesuffix("-b"), "?")
+                    light_of[lb["id"]] = here if prev in (None, here) else "mixed"
         results[v] = score(feats, truth, eligible, light_of)
         r = results[v]
         print(
@@ -523,9 +532,8 @@ def main() -> int:
             for d in json.loads((fleets["v2"] / "fleet.json").read_text())["devices"]
         }
         for snt in runs["v2"].sent:
-            frames_v2[snt.frame.device_id].append(
-                (snt.frame.captured_at - starts[snt.frame.device_id]).total_seconds()
-            )
+            dev = snt.frame.device_id.removesuffix("-b")
+            frames_v2[dev].append((snt.frame.captured_at - starts[dev]).total_seconds())
         for ts in frames_v2.values():
             ts.sort()
         seen_v1 = seen_counts(runs["v1"].truth_labels, gone)
