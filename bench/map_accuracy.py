@@ -1,7 +1,7 @@
 """Map accuracy: a simulated fleet through edge, the door, the image-check + vision job and the
 mapper, matched against the world's ground truth; then the world's second version.
 
-    python bench/map_accuracy.py [--world DIR] [--seed 1] [--devices 10] [--minutes 5]
+    python bench/map_accuracy.py [--world sample|DIR|KIND[:SEED]] [--seed 1] [--devices 10] [--minutes 5]
                                  [--detector truth|model] [--model FILE] [--no-v2]
 
 1. Fleets: `roadmesh sim fleet --adversaries none` on the world's features (v1), and a
@@ -335,7 +335,12 @@ def passes_by(
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--world", type=Path, default=None, help="world folder (default: the sample)")
+    ap.add_argument(
+        "--world",
+        default=None,
+        help="sample (default), a world folder, or a procedural KIND[:SEED]"
+        " (rural, suburban, mountain, oldtown; made once under out/worlds)",
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--devices", type=int, default=10)
     ap.add_argument("--minutes", type=float, default=5.0)
@@ -347,14 +352,16 @@ def main() -> int:
     ap.add_argument("--fleet", type=Path, default=None, help="an existing v1 `sim fleet` output")
     args = ap.parse_args()
     print(f"command: {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}", flush=True)
-    world_dir = args.world or REPO / "sample_data" / "world"
+    from sim.worlds import resolve
+
+    world_dir = resolve(args.world)
+    world = None if args.world in (None, "", "sample") else world_dir
     t_v1 = (datetime.now(UTC) - timedelta(days=3)).replace(
         hour=8, minute=0, second=0, microsecond=0
     )
     t_v2 = t_v1 + timedelta(days=1)
     fleets = {
-        "v1": args.fleet
-        or ensure_fleet(args.world, args.devices, args.minutes, args.seed, "v1", t_v1)
+        "v1": args.fleet or ensure_fleet(world, args.devices, args.minutes, args.seed, "v1", t_v1)
     }
     runs: dict[str, Run] = {}
 
@@ -441,9 +448,7 @@ def main() -> int:
             if args.no_v2:
                 break
             minutes = args.v2_minutes or args.minutes
-            fleets["v2"] = ensure_fleet(
-                args.world, args.devices, minutes, args.seed + 1000, "v2", t_v2
-            )
+            fleets["v2"] = ensure_fleet(world, args.devices, minutes, args.seed + 1000, "v2", t_v2)
             load("v2")
         run = runs[v]
         register(run)
