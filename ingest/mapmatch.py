@@ -233,7 +233,8 @@ def check_map_match(
     * `off_road`: a run of `map_offroad_min_frames` or more consecutive points each more
       than `map_offroad_m` from the road they were matched to (or from any road);
     * `map_mismatch`: a trip of `map_min_frames` or more in which more than
-      `map_trip_offroad_share` of the points are off the road, or the drivable order breaks
+      `map_trip_offroad_share` of the points are off the road, or whose points lie more
+      than `map_max_median_m` from their matched roads at the median, or the drivable order breaks
       between points on the roads (no legal route joins them: a wrong-way one-way, a jump
       between parallel roads) more than `map_max_breaks_per_km` times a km (and at least
       twice): every point of it.
@@ -276,8 +277,11 @@ def check_map_match(
         # where the drivable order broke between two points on the roads (a break at an
         # excursion off them is counted by the share already)
         on_road = [k for k in m.lost_at if k and not off[k] and not off[k - 1]]
-        if share <= policy.map_trip_offroad_share and not (
-            len(on_road) >= 2 and len(on_road) / km > policy.map_max_breaks_per_km
+        median = float(np.median(m.distance_m))
+        if (
+            share <= policy.map_trip_offroad_share
+            and median <= policy.map_max_median_m
+            and not (len(on_road) >= 2 and len(on_road) / km > policy.map_max_breaks_per_km)
         ):
             continue
         ev = {
@@ -287,7 +291,7 @@ def check_map_match(
             "breaks": m.breaks,
             "breaks_on_road": len(on_road),
             "breaks_on_road_per_km": round(len(on_road) / km, 2),
-            "median_distance_m": round(float(np.median(m.distance_m)), 1),
+            "median_distance_m": round(median, 1),
             "p90_distance_m": round(float(np.percentile(m.distance_m, 90)), 1),
             "match_score": round(m.score, 3),
         }
@@ -295,7 +299,8 @@ def check_map_match(
             Check.MAP_MISMATCH,
             0.8,
             f"the trip does not follow the roads: {share:.0%} of its frames off the road,"
-            f" the drivable path lost {len(on_road)} times on them",
+            f" {median:.1f} m from them at the median, the drivable path lost"
+            f" {len(on_road)} times on them",
             ev,
         )
         for j in range(start, end):

@@ -146,3 +146,22 @@ def test_the_audit_command_refuses_a_road_network_it_cannot_read(tmp_path: Path)
     )
     assert done.returncode == 2
     assert "--roads" in done.stderr and str(tmp_path / "none") in done.stderr
+
+
+@pytest.mark.parametrize(("east_m", "flagged"), [(2.5, False), (8.0, True)])
+def test_a_trip_beside_its_road_all_the_way_is_a_mismatch_though_never_off_it(
+    tmp_path: Path, east_m: float, flagged: bool
+) -> None:
+    """8 m beside a street for 45 frames: never 20 m off, never a break, but no honest car
+    drives 8 m from the centre line of a two-lane street (a track shifted along its road);
+    2.5 m is a lane's offset plus GNSS error."""
+    matcher = HmmMatcher(RoadNetwork.load(_line_world(tmp_path, oneway=False)))
+    pts = _along([float(x) for x in range(20, 380, 8)], east_m=east_m)
+    flags, _ = check_map_match(pts, tracks.trips(pts, POLICY), matcher, POLICY)
+    if flagged:
+        assert set(flags) == set(range(len(pts)))
+        assert flags[0].check == Check.MAP_MISMATCH
+        assert flags[0].evidence["off_road_frames"] == 0 and flags[0].evidence["breaks"] == 0
+        assert flags[0].evidence["median_distance_m"] > POLICY.map_max_median_m
+    else:
+        assert flags == {}
