@@ -123,6 +123,12 @@ def fleet_dir(world: str, devices: int, minutes: float, seed: int) -> Path:
     return REPO / "out" / f"bench-fraud-{name_of(world)}" / f"fleet-d{devices}-m{minutes:g}-s{seed}"
 
 
+def resolve_world(world: str) -> Path:
+    from sim.worlds import resolve
+
+    return resolve(world).resolve()
+
+
 def fleet_args(fleet: Path) -> dict[str, Any]:
     """What an existing fleet was made with (its fleet.json and manifests)."""
     doc = json.loads((fleet / "fleet.json").read_text())
@@ -556,9 +562,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument(
         "--world",
-        default="sample",
+        default=None,
         help="comma list of worlds: sample, a procedural KIND[:SEED] (rural, suburban, mountain,"
-        " oldtown) or a world folder (default: sample)",
+        " oldtown) or a world folder (default: sample; with --fleet, the fleet's own world)",
     )
     ap.add_argument("--devices", type=int, default=None, help="default 16")
     ap.add_argument("--minutes", type=float, default=None, help="default 6")
@@ -581,7 +587,9 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep each world's database and images")
     ap.add_argument("--one", type=Path, default=None, help=argparse.SUPPRESS)  # child: one world
     args = ap.parse_args()
-    worlds = [w.strip() for w in args.world.split(",") if w.strip()]
+    if args.world is None and args.fleet is not None and (args.fleet / "fleet.json").exists():
+        args.world = fleet_args(args.fleet)["world"] or "sample"
+    worlds = [w.strip() for w in (args.world or "sample").split(",") if w.strip()]
     if args.one is not None:  # a child: one world, its summary to a file
         summary = run_world(worlds[0], args.fleet, not args.no_privacy, args.keep, args.sweep)
         args.one.write_text(json.dumps(summary))
@@ -604,6 +612,13 @@ def main() -> int:
                 )
                 return 2
             have = fleet_args(fleet)
+            made_on = have["world"] or "sample"
+            if resolve_world(made_on) != resolve_world(world):
+                print(
+                    f"--world {world} disagrees with the fleet {fleet} (made on {made_on})",
+                    file=sys.stderr,
+                )
+                return 2
             for key in ("devices", "minutes", "seed"):
                 want = getattr(args, key)
                 if want is not None and float(want) != float(have[key]):
