@@ -117,10 +117,16 @@ ADVERSARIES = (
 )
 
 
-def fleet_dir(world: str, devices: int, minutes: float, seed: int) -> Path:
+def fleet_dir(world: str, devices: int, minutes: float, seed: int, fps: float = 5.0) -> Path:
     from sim.worlds import name_of
 
-    return REPO / "out" / f"bench-fraud-{name_of(world)}" / f"fleet-d{devices}-m{minutes:g}-s{seed}"
+    rate = "" if fps == 5.0 else f"-f{fps:g}"
+    return (
+        REPO
+        / "out"
+        / f"bench-fraud-{name_of(world)}"
+        / f"fleet-d{devices}-m{minutes:g}{rate}-s{seed}"
+    )
 
 
 def resolve_world(world: str) -> Path:
@@ -142,7 +148,13 @@ def fleet_args(fleet: Path) -> dict[str, Any]:
 
 
 def ensure_fleet(
-    world: str, devices: int, minutes: float, seed: int, adversaries: str, out: Path
+    world: str,
+    devices: int,
+    minutes: float,
+    seed: int,
+    adversaries: str,
+    out: Path,
+    fps: float = 5.0,
 ) -> Path:
     if (out / "fleet.json").exists():
         return out
@@ -163,6 +175,8 @@ def ensure_fleet(
         str(seed),
         "--adversaries",
         adversaries,
+        "--fps",
+        f"{fps:g}",
         "--start",
         start,
         "--out",
@@ -570,6 +584,9 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=None, help="default 6")
     ap.add_argument("--seed", type=int, default=None, help="default 5")
     ap.add_argument(
+        "--fps", type=float, default=5.0, help="video frames/s of a fleet rendered here"
+    )
+    ap.add_argument(
         "--fleet",
         type=Path,
         default=None,
@@ -638,7 +655,13 @@ def main() -> int:
                 shift=f"{args.shift:g}", copy_shift=f"{args.copy_shift:g}"
             )
             fleet = ensure_fleet(
-                world, devices, minutes, seed, adversaries, fleet_dir(world, devices, minutes, seed)
+                world,
+                devices,
+                minutes,
+                seed,
+                adversaries,
+                fleet_dir(world, devices, minutes, seed, args.fps),
+                args.fps,
             )
         plan.append((world, fleet))
     summaries = []
