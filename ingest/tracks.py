@@ -65,8 +65,11 @@ def check_after_teleport(
 def check_low_novelty(points: Sequence[TrackPoint], policy: FraudPolicy) -> dict[int, Flag]:
     """Driving round the same few blocks: in a trip window of `novelty_window_s`, at least
     `novelty_min_path_m` driven while the positions stay within `novelty_max_gyration_m`
-    (radius of gyration). Coverage farming, not fraud in the data: flagged so it is
-    excluded from rewards, with the numbers as evidence."""
+    (radius of gyration) *and* more than `revisit_max_share` of the window's frames revisit
+    cells it covered earlier (`_revisit_share`). Compactness alone is not circling: a
+    drive through a small old town stays within 150 m of one spot while it keeps finding
+    new streets. Coverage farming, not fraud in the data: flagged so it is excluded from
+    rewards, with the numbers as evidence."""
     out: dict[int, Flag] = {}
     for start, end in trips(points, policy):
         i = start
@@ -85,23 +88,46 @@ def check_low_novelty(points: Sequence[TrackPoint], policy: FraudPolicy) -> dict
             gyration = math.sqrt(
                 sum(distance_m(lat0, lon0, p.lat, p.lon) ** 2 for p in seg) / len(seg)
             )
-            if path >= policy.novelty_min_path_m and gyration <= policy.novelty_max_gyration_m:
+            share = (
+                _revisit_share(seg, policy)
+                if path >= policy.novelty_min_path_m and gyration <= policy.novelty_max_gyration_m
+                else 0.0
+            )
+            if share > policy.revisit_max_share:
                 ev = {
                     "path_m": round(path),
                     "gyration_m": round(gyration, 1),
+                    "revisit_share": round(share, 3),
                     "frames": len(seg),
                     "span_s": round(seg[-1].t - seg[0].t),
                 }
                 flag = Flag(
                     Check.LOW_NOVELTY,
                     0.6,
-                    f"drove {path:.0f} m within {gyration:.0f} m (RMS) of one spot",
+                    f"drove {path:.0f} m within {gyration:.0f} m (RMS) of one spot, {share:.0%}"
+                    " of it over cells covered earlier",
                     ev,
                 )
                 for k in range(i, j):
                     out[k] = flag
             i = j
     return out
+
+
+def _revisit_share(seg: Sequence[TrackPoint], policy: FraudPolicy) -> float:
+    """The share of `seg`'s frames in a cell (or a neighbour) it covered `revisit_after_s`
+    or more earlier (see `check_revisits`)."""
+    import h3
+
+    first_seen: dict[str, float] = {}
+    revisits = 0
+    for p in seg:
+        cell = h3.latlng_to_cell(p.lat, p.lon, policy.revisit_cell_res)
+        seen = [first_seen[c] for c in h3.grid_disk(cell, 1) if c in first_seen]
+        if seen and p.t - min(seen) >= policy.revisit_after_s:
+            revisits += 1
+        first_seen.setdefault(cell, p.t)
+    return revisits / max(1, len(seg))
 
 
 def check_revisits(points: Sequence[TrackPoint], policy: FraudPolicy) -> dict[int, Flag]:

@@ -82,6 +82,20 @@ def test_circling_a_few_blocks_for_half_an_hour_is_low_novelty_and_a_long_drive_
     assert tracks.check_low_novelty(straight(300), POL) == {}
 
 
+def test_a_compact_drive_that_keeps_finding_new_streets_is_not_low_novelty() -> None:
+    """A small old town: 6 parallel streets 240 m long, 40 m apart, each driven once. The
+    drive stays within ~90 m (RMS) of one spot over 1.6 km, but never comes back."""
+    xy: list[tuple[float, float]] = []
+    for row in range(6):
+        xs = [8.0 * k for k in range(31)]
+        xy += [(x if row % 2 == 0 else 240.0 - x, 40.0 * row) for x in xs]
+        if row < 5:
+            xy += [(240.0 if row % 2 == 0 else 0.0, 40.0 * row + 8.0 * k) for k in range(1, 5)]
+    pts = [at(i, float(i), n, e) for i, (e, n) in enumerate(xy)]
+    assert tracks.check_low_novelty(pts, POL) == {}
+    assert tracks.check_novelty(pts, POL) == {}
+
+
 def test_a_still_picture_over_a_claimed_movement_is_flagged_by_tracked_corners() -> None:
     a, b = at(1, 0.0, 0.0), at(2, 1.0, 9.0)
     assert (
