@@ -114,9 +114,9 @@ def check_low_novelty(points: Sequence[TrackPoint], policy: FraudPolicy) -> dict
     return out
 
 
-def _revisit_share(seg: Sequence[TrackPoint], policy: FraudPolicy) -> float:
-    """The share of `seg`'s frames in a cell (or a neighbour) it covered `revisit_after_s`
-    or more earlier (see `check_revisits`)."""
+def _revisits(seg: Sequence[TrackPoint], policy: FraudPolicy) -> tuple[int, int]:
+    """(frames of `seg` in a cell, or a neighbour, it covered `revisit_after_s` or more
+    earlier; distinct cells covered) at H3 resolution `revisit_cell_res`."""
     import h3
 
     first_seen: dict[str, float] = {}
@@ -127,7 +127,11 @@ def _revisit_share(seg: Sequence[TrackPoint], policy: FraudPolicy) -> float:
         if seen and p.t - min(seen) >= policy.revisit_after_s:
             revisits += 1
         first_seen.setdefault(cell, p.t)
-    return revisits / max(1, len(seg))
+    return revisits, len(first_seen)
+
+
+def _revisit_share(seg: Sequence[TrackPoint], policy: FraudPolicy) -> float:
+    return _revisits(seg, policy)[0] / max(1, len(seg))
 
 
 def check_revisits(points: Sequence[TrackPoint], policy: FraudPolicy) -> dict[int, Flag]:
@@ -139,24 +143,15 @@ def check_revisits(points: Sequence[TrackPoint], policy: FraudPolicy) -> dict[in
     `revisit_min_path_m` with more than `revisit_max_share` of its frames revisiting and
     fewer than `revisit_max_cells_per_km` distinct cells per km is circling the same blocks:
     flagged, with both numbers as evidence."""
-    import h3
-
     out: dict[int, Flag] = {}
     for start, end in trips(points, policy):
         seg = points[start:end]
         path = path_m(seg, policy)
         if path < policy.revisit_min_path_m:
             continue
-        first_seen: dict[str, float] = {}
-        revisits = 0
-        for p in seg:
-            cell = h3.latlng_to_cell(p.lat, p.lon, policy.revisit_cell_res)
-            seen = [first_seen[c] for c in h3.grid_disk(cell, 1) if c in first_seen]
-            if seen and p.t - min(seen) >= policy.revisit_after_s:
-                revisits += 1
-            first_seen.setdefault(cell, p.t)
+        revisits, cells = _revisits(seg, policy)
         share = revisits / len(seg)
-        per_km = len(first_seen) / (path / 1000)
+        per_km = cells / (path / 1000)
         if share <= policy.revisit_max_share or per_km >= policy.revisit_max_cells_per_km:
             continue
         ev = {
@@ -164,7 +159,7 @@ def check_revisits(points: Sequence[TrackPoint], policy: FraudPolicy) -> dict[in
             "frames": len(seg),
             "revisited_frames": revisits,
             "revisit_share": round(share, 3),
-            "distinct_cells": len(first_seen),
+            "distinct_cells": cells,
             "cells_per_km": round(per_km, 1),
             "h3_res": policy.revisit_cell_res,
         }
