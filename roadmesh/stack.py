@@ -287,8 +287,11 @@ class LocalStack:
     def wait_for(self, condition: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if condition():
-                return
+            try:
+                if condition():
+                    return
+            except (TimeoutError, urllib.error.URLError, ConnectionError):
+                pass  # a server slow to answer one poll (a loaded machine): ask again
             for name, proc in self.processes.items():
                 if self.is_service(name) and proc.poll() is not None:
                     raise StackError(
