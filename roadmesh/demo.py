@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     from contracts.errors import ChainError
     from roadmesh.stack import LocalStack, StackError
 
+    # Ctrl-C (SIGINT) stops the demo even where its parent ignored SIGINT (a shell's `cmd &`
+    # does; Python then installs no KeyboardInterrupt handler and the demo would never stop)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.devices < 1 or args.minutes <= 0:
         raise CommandError("--devices must be >= 1 and --minutes > 0")
     run_dir = args.run_dir.resolve()
