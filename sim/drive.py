@@ -27,7 +27,15 @@ from sim.conditions import CameraFaults
 from sim.features import MapFeature, load_features
 from sim.gnss import Fixes, GnssModel, fix_times, gpx_document, nmea_lines, simulate
 from sim.render import Label, Renderer
-from sim.route import Trajectory, build_path, camera_attitude, drive, parked, plan_nodes
+from sim.route import (
+    Trajectory,
+    build_path,
+    camera_attitude,
+    drive,
+    parked,
+    plan_circuit,
+    plan_nodes,
+)
 from sim.scene import Actors, StaticScene, build_static_scene, populate_along
 from sim.world import ATTRIBUTION, World, default_world_dir
 from vision.camera import Intrinsics, Pose
@@ -132,16 +140,12 @@ def plan_drive(ctx: WorldContext, spec: DriveSpec) -> SimDrive:
         traj = parked(pos, float(np.degrees(np.arctan2(t[0], t[1]))), T)
         path_xy = np.array([pos, pos + t * 30.0])
     else:
-        radius = 220.0 if spec.mode == "loop" else None
         homes = world.drivable_nodes
-        if radius is not None:  # circling a few blocks: start where there are blocks to circle
-            counts = np.array(
-                [len(c) for c in world.node_tree.query_ball_point(world.node_xy[homes], radius)]
-            )
-            if (counts >= 4).any():
-                homes = homes[counts >= 4]
-        home = int(rng.choice(homes))
-        nodes = plan_nodes(world, rng, min_length_m=T * 17.0 + 300.0, home=home, radius_m=radius)
+        if spec.mode == "loop":  # the same few blocks, lap after lap
+            nodes = plan_circuit(world, rng, min_length_m=T * 17.0 + 300.0, homes=homes)
+        else:
+            home = int(rng.choice(homes))
+            nodes = plan_nodes(world, rng, min_length_m=T * 17.0 + 300.0, home=home)
         path = build_path(world, nodes, ctx.features, speed_factor=float(rng.uniform(0.9, 1.05)))
         traj = drive(path, T, rng, t0_day)
         path_xy = path.xy[: int(np.searchsorted(path.s, traj.s[-1] + 80.0))]

@@ -52,7 +52,7 @@ ROLE_NOTES = {
     "replayer": "second half re-sends the first half's frames and its old GNSS fixes with new timestamps",
     "duplicate_farmer": "two devices upload the same drive: the copy is slightly cropped, re-toned and recompressed, track jittered",
     "stationary_farmer": "parked at the kerb the whole time, still recording and sending",
-    "loop_camper": "drives the same few blocks (within ~220 m of home) all the time",
+    "loop_camper": "laps the same few blocks all the time: a circuit of 300-1000 m (out and back along one stretch where no circuit exists), over and over",
     "cloned_key": "two devices with one identity (device_id and key) driving in two places at once",
     "bad_camera": "blurred, obstructed or dark camera",
     "shifted_track": "uploads its own real drive with every fix moved by one constant offset (detail: metres): plausible speeds, no jumps, cells it never drove",
@@ -209,6 +209,7 @@ def plan_fleet(
             d.spec = replace(spec, mode="parked")
         elif role == "loop_camper":
             d.spec = replace(spec, mode="loop")
+            d.detail = "circuit"
         elif role == "bad_camera":
             which = ("blurred", "obstructed", "dark")[int(rng.integers(0, 3))]
             f = {

@@ -79,6 +79,76 @@ def plan_nodes(
     return route
 
 
+def plan_circuit(
+    world: World,
+    rng: np.random.Generator,
+    min_length_m: float,
+    homes: NDArray[np.int64],
+    lap_m: tuple[float, float] = (300.0, 1000.0),
+) -> list[int]:
+    """The same few blocks over and over: a lap of about a random length within `lap_m`
+    from a home junction, driven until `min_length_m`. The lap goes out to a nearby
+    junction and comes back another way; where no other way back exists (a country road)
+    it is the same stretch out and back. Homes are tried in random order until one has a
+    lap within half to one and a half times the wanted length (a circuit before a stretch)."""
+    g = world.graph
+    want = float(rng.uniform(*lap_m))
+    lo, hi = want * 0.5, min(want * 1.5, lap_m[1])
+
+    def length(nodes: list[int]) -> float:
+        return float(sum(g.edges[a, b]["length"] for a, b in itertools.pairwise(nodes)))
+
+    def laps_from(home: int) -> tuple[list[int] | None, tuple[float, list[int]] | None]:
+        dist, paths = nx.single_source_dijkstra(g, home, cutoff=2 * hi, weight="length")
+        circuit: tuple[float, list[int]] | None = None
+        stretch: tuple[float, list[int]] | None = None
+        for tgt in sorted(paths):
+            out = paths[tgt]
+            if tgt == home or len(out) < 2:
+                continue
+            cost = abs(2 * dist[tgt] - want)
+            if stretch is None or cost < stretch[0]:
+                stretch = (cost, out + out[-2::-1])
+            if dist[tgt] > hi / 2:
+                continue  # no circuit through it is short enough
+            used = set(itertools.pairwise(out))
+
+            def back_weight(a: int, b: int, e: dict[str, float], used: set = used) -> float | None:
+                # the way back drives none of the way out again, in either direction
+                return None if (b, a) in used or (a, b) in used else e["length"]
+
+            try:
+                back = nx.shortest_path(g, tgt, home, weight=back_weight)
+            except nx.NetworkXNoPath:
+                continue
+            lap = out + back[1:]
+            if lap[1] == lap[-2]:
+                continue  # it would join itself with a U-turn at home
+            n = length(lap)
+            if lo <= n <= hi and (circuit is None or abs(n - want) < circuit[0]):
+                circuit = (abs(n - want), lap)
+        return (circuit[1] if circuit else None), stretch
+
+    order = [int(h) for h in rng.permutation(homes)]
+    lap: list[int] | None = None
+    best_stretch: tuple[float, list[int]] | None = None
+    for home in order[:60]:
+        circuit, stretch = laps_from(home)
+        if circuit is not None:
+            lap = circuit
+            break
+        if stretch is not None and (best_stretch is None or stretch[0] < best_stretch[0]):
+            best_stretch = stretch
+    if lap is None and best_stretch is not None:
+        lap = best_stretch[1]
+    if lap is None:  # an isolated junction everywhere: random targets near home
+        return plan_nodes(world, rng, min_length_m, home=order[0], radius_m=lap_m[1] / 2.0)
+    route = list(lap)
+    for _ in range(math.ceil(min_length_m / max(1.0, length(lap))) - 1):
+        route.extend(lap[1:])
+    return route
+
+
 def build_path(
     world: World, nodes: list[int], features: list[MapFeature], speed_factor: float = 1.0
 ) -> Path:

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pynmea2
 import pytest
 
@@ -79,3 +80,43 @@ def test_a_drive_starts_yesterday_by_default_so_the_server_takes_its_frames() ->
     start = default_start(3)
     assert timedelta(hours=12) < datetime.now(UTC) - start < timedelta(days=2)
     assert default_start(3) == start  # the same for a seed (on the same day)
+
+
+@pytest.mark.parametrize("world", ["sample", "mountain:3"])
+def test_a_loop_camper_laps_a_few_blocks_that_the_novelty_check_catches_and_honest_drives_do_not(
+    world: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The camper drives one short lap over and over, in a grid town and on a mountain road
+    with hardly a junction (there: out and back along one stretch)."""
+    from ingest import tracks
+    from ingest.fraud import FraudPolicy, TrackPoint
+    from sim.worlds import resolve
+
+    monkeypatch.setenv("ROADMESH_SIM_WORLDS", str(tmp_path))
+    ctx = load_context(resolve(world))
+    pol = FraudPolicy()
+
+    def points(sim: object) -> list[TrackPoint]:
+        f = sim.fixes  # type: ignore[attr-defined]
+        ok = f.valid.astype(bool)
+        t, lat, lon = f.t[ok], sim.fix_lat[ok], sim.fix_lon[ok]  # type: ignore[attr-defined]
+        return [
+            TrackPoint(i, i, 1.7e9 + float(t[i]), float(lat[i]), float(lon[i]))
+            for i in range(0, len(t), 2)
+        ]
+
+    for seed in (3, 4):
+        camper = plan_drive(ctx, _spec(duration_s=240.0, seed=seed, mode="loop"))
+        honest = plan_drive(ctx, _spec(duration_s=240.0, seed=seed))
+        # after the first lap the camper is back on road it drove a minute or more before
+        xy = np.column_stack([camper.traj.east, camper.traj.north])
+        t = camper.traj.t
+        again = [
+            bool((np.hypot(*(xy[: np.searchsorted(t, t[k] - 60.0)] - xy[k]).T) < 10.0).any())
+            for k in range(0, len(t), 10)
+        ]
+        assert np.mean(again) > 0.5
+        pts = points(camper)
+        flags = tracks.check_novelty(pts, pol)
+        assert len(flags) == len(pts), (world, seed)
+        assert tracks.check_novelty(points(honest), pol) == {}, (world, seed)
