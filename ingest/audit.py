@@ -37,7 +37,7 @@ from ingest.imaging import (
     thumb_array,
 )
 from ingest.mapmatch import HmmMatcher, MapMatcher, check_map_match
-from ingest.places import find_shared_tracks
+from ingest.places import find_place_mismatches, find_shared_tracks
 from ingest.roads import RoadNetwork
 from webapp.fleet import lifecycle
 from webapp.fleet.models import Device, Frame
@@ -131,7 +131,8 @@ class Auditor:
 
     def cross_device(self, frame_ids: list[int], report: AuditReport) -> None:
         """Frames compared with other devices' frames: uploads of another device's drive
-        (`find_copies`), another device's track claimed (`ingest.places`). The door's pHash near-duplicate flags that the stronger comparison
+        (`find_copies`), another device's track claimed and pictures that do not show the
+        places they claim (`ingest.places`). The door's pHash near-duplicate flags that the stronger comparison
         does not confirm are cleared: score 0, the door's score, reason and numbers kept as
         evidence. A frame that only such a flag had flagged goes back to `accepted`, and gets
         the vision job an accepted frame has if it has none."""
@@ -148,9 +149,19 @@ class Auditor:
         result = lifecycle.change_flags(changes, audited=True)
         report.newly_flagged += len(result.flagged)
         report.unflagged += len(result.cleared)
+        # then the places, against what is known there now: accepted frames only (the
+        # copies and stolen tracks just found are no longer what a place looks like)
+        mismatched = find_place_mismatches(frame_ids, self.policy)
+        for f in mismatched.values():
+            report.by_check[f.check] += 1
+        more = {fid: lifecycle.FlagChange(add=[f.as_json()]) for fid, f in mismatched.items()}
+        result = lifecycle.change_flags(more, audited=True)
+        report.newly_flagged += len(result.flagged)
         now = timezone.now()
         touched = set(
-            Frame.objects.filter(pk__in=list(changes)).values_list("device_id", flat=True)
+            Frame.objects.filter(pk__in=list(changes) + list(more)).values_list(
+                "device_id", flat=True
+            )
         )
         for device in Device.objects.filter(pk__in=touched):
             self.update_trust(device, now)

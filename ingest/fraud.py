@@ -44,6 +44,7 @@ class Check:
     OFF_ROAD = "off_road"
     MAP_MISMATCH = "map_mismatch"
     SHARED_TRACK = "shared_track"
+    PLACE_MISMATCH = "place_mismatch"
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,23 @@ class FraudPolicy:
     # ... while the pictures differ: a median place similarity at least this high is the
     # same pictures (a copy: duplicate_drive decides); re-encoded copies score ~0.95
     shared_track_max_similarity: float = 0.8
+    # What other devices saw at the claimed place (ingest.places.find_place_mismatches): their
+    # accepted frames claimed within this of a frame, heading within place_max_heading_deg ...
+    place_radius_m: float = 10.0
+    place_max_heading_deg: float = 30.0
+    # ... against its similarity to accepted frames of other places (this far away, a
+    # sample of this many from around the trip): the place it claims must look more like it
+    # than all but the top 1 - place_else_quantile of them (honest frames fail it 4.7 %, a
+    # track thief's 97 %, over the sample seed-5 and rural:1 tuning fleets)
+    place_else_m: float = 300.0
+    place_else_around_m: float = 3_000.0
+    place_else_sample: int = 256
+    place_else_min: int = 30
+    place_else_quantile: float = 0.9
+    # ... and a trip with this many such frames, more than this share of them failing, is
+    # flagged (honest devices there: at most 8.5 % each)
+    place_min_frames: int = 15
+    place_max_mismatch_share: float = 0.5
 
 
 @dataclass(frozen=True)

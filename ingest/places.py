@@ -13,6 +13,18 @@ image-check job on its one decode), so pictures are compared without decoding ag
   whose frames reached the server later is the one that took it, as for copied pictures.
   Every frame of its trips holding such frames is flagged, with the other device, the
   frames, the distances and the place similarity of the pairs as evidence.
+* `place_mismatch`: pictures that do not show the places they claim, at any time. Each
+  frame is compared with other devices' accepted frames claimed within `place_radius_m`
+  and `place_max_heading_deg` of it (what is known there: each device's median similarity,
+  the most alike device's counts), and with a sample of accepted frames of other places
+  around its trip. A frame fails when its place looks no more like it than the top
+  `1 - place_else_quantile` of the other places do (a
+  relative bar: on a country road every picture is sky and tarmac, in a city each street
+  differs). A trip with `place_min_frames` judged and more than `place_max_mismatch_share`
+  failing is flagged whole: a drive whose pictures match other places as well as the one it
+  claims (a track stolen from another device's drive, live or long after; a spoofed or
+  shifted track over roads others drove). When the devices it contradicts all reached the
+  server after it, they are the ones claiming its places, and it is not flagged.
 """
 
 from __future__ import annotations
@@ -42,6 +54,7 @@ class _F:
     lat: float
     lon: float
     desc: bytes | None
+    heading: float | None = None
 
 
 def _rows(qs: object) -> list[_F]:
@@ -54,10 +67,11 @@ def _rows(qs: object) -> list[_F]:
         "lat",
         "lon",
         "place_desc",
+        "heading_deg",
     )
     return [
-        _F(i, d, n, c.timestamp(), r.timestamp(), la, lo, bytes(p) if p is not None else None)
-        for i, d, n, c, r, la, lo, p in qs.values_list(*fields)  # type: ignore[attr-defined]
+        _F(i, d, n, c.timestamp(), r.timestamp(), la, lo, bytes(p) if p is not None else None, h)
+        for i, d, n, c, r, la, lo, p, h in qs.values_list(*fields)  # type: ignore[attr-defined]
     ]
 
 
@@ -136,6 +150,139 @@ def find_shared_tracks(frame_ids: list[int], pol: FraudPolicy) -> dict[int, Flag
                 for k in range(start, end):
                     out[track[k].id] = flag
     return out
+
+
+def find_place_mismatches(frame_ids: list[int], pol: FraudPolicy) -> dict[int, Flag]:
+    """`place_mismatch` flags by frame id (see the module docstring)."""
+    mine = _rows(Frame.objects.filter(pk__in=frame_ids, place_desc__isnull=False))
+    by_device: dict[int, list[_F]] = defaultdict(list)
+    for r in mine:
+        by_device[r.device].append(r)
+    out: dict[int, Flag] = {}
+    for device, frames in by_device.items():
+        frames.sort(key=lambda f: (f.t, f.id))
+        points = [TrackPoint(f.id, 0, f.t, f.lat, f.lon) for f in frames]
+        for start, end in tracks.trips(points, pol):
+            trip = frames[start:end]
+            flag = _place_mismatch(device, trip, pol)
+            if flag is not None:
+                for f in trip:
+                    out[f.id] = flag
+    return out
+
+
+_KNOWN = (Frame.State.ACCEPTED, Frame.State.PROCESSED)
+
+
+def _known_near(device: int, lat: tuple[float, float], lon: tuple[float, float]) -> list[_F]:
+    """Other devices' accepted frames (with a place descriptor) in a lat/lon box."""
+    return _rows(
+        Frame.objects.filter(
+            lat__range=lat, lon__range=lon, state__in=_KNOWN, place_desc__isnull=False
+        ).exclude(device_id=device)
+    )
+
+
+def _box(frames: list[_F], margin_m: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    lats = [f.lat for f in frames]
+    lons = [f.lon for f in frames]
+    dlat = margin_m / 111_000.0
+    dlon = dlat / max(0.1, float(np.cos(np.radians(float(np.mean(lats))))))
+    return (min(lats) - dlat, max(lats) + dlat), (min(lons) - dlon, max(lons) + dlon)
+
+
+def _metres(frames: list[_F], lat0: float, lon0: float) -> np.ndarray:
+    """(n, 2) east/north metres from (lat0, lon0): local enough for a trip's surroundings."""
+    k = 111_000.0
+    c = float(np.cos(np.radians(lat0)))
+    return np.array([((f.lon - lon0) * k * c, (f.lat - lat0) * k) for f in frames]).reshape(-1, 2)
+
+
+def _place_mismatch(device: int, trip: list[_F], pol: FraudPolicy) -> Flag | None:
+    """One trip: do its pictures look like the places it claims, as other devices saw them?"""
+    refs = _known_near(device, *_box(trip, pol.place_radius_m))
+    if len(refs) < pol.place_min_frames:
+        return None
+    lat0, lon0 = trip[0].lat, trip[0].lon
+    xy, rxy = _metres(trip, lat0, lon0), _metres(refs, lat0, lon0)
+    v = place_vectors([f.desc for f in trip if f.desc is not None])
+    rv = place_vectors([f.desc for f in refs if f.desc is not None])
+    heads = np.array([np.nan if f.heading is None else f.heading for f in refs])
+    compared: list[tuple[_F, _F, float]] = []  # (frame, a reference there, similarity)
+    for k, f in enumerate(trip):
+        near = np.hypot(*(rxy - xy[k]).T) <= pol.place_radius_m
+        if f.heading is not None:
+            turn = np.abs((heads - f.heading + 180.0) % 360.0 - 180.0)
+            near &= ~(turn > pol.place_max_heading_deg)  # an unknown heading is compared
+        if not near.any():
+            continue
+        # each device's typical view of the place (its median: as many frames as it sent
+        # there do not raise it), and the device whose view is most like this frame
+        idx = np.flatnonzero(near)
+        sims = rv[idx] @ v[k]
+        views: dict[int, list[int]] = defaultdict(list)
+        for j, i in enumerate(idx):
+            views[refs[int(i)].device].append(j)
+        typical = {d: float(np.median(sims[js])) for d, js in views.items()}
+        most = max(typical, key=lambda d: typical[d])
+        best = views[most][int(np.argmax(sims[views[most]]))]
+        ref, sim = refs[int(idx[best])], typical[most]
+        compared.append((f, ref, sim))
+    if len(compared) < pol.place_min_frames:
+        return None
+    # what pictures of other places look like to these frames: a sample of accepted frames
+    # around the trip, each frame against those far enough from it
+    around = _known_near(device, *_box(trip, pol.place_else_around_m))
+    rng = np.random.default_rng(trip[0].id)
+    if len(around) > pol.place_else_sample:
+        around = [
+            around[int(i)] for i in rng.choice(len(around), pol.place_else_sample, replace=False)
+        ]
+    if len(around) < pol.place_else_min:
+        return None
+    axy = _metres(around, lat0, lon0)
+    av = place_vectors([f.desc for f in around if f.desc is not None])
+    pos = {f.id: k for k, f in enumerate(trip)}
+    failed: list[tuple[_F, _F, float, float]] = []
+    judged = 0
+    for f, ref, sim in compared:
+        k = pos[f.id]
+        far = np.hypot(*(axy - xy[k]).T) > pol.place_else_m
+        if int(far.sum()) < pol.place_else_min:
+            continue
+        judged += 1
+        bar = float(np.quantile(av[far] @ v[k], pol.place_else_quantile))
+        if sim <= bar:
+            failed.append((f, ref, sim, bar))
+    if judged < pol.place_min_frames or len(failed) <= pol.place_max_mismatch_share * judged:
+        return None
+    # the other devices these pictures contradict: if they all reached the server after this
+    # trip, they are the ones claiming this device's places (its frames came first)
+    others = [ref for _, ref, _, _ in failed]
+    if float(np.median([r.received for r in others])) > float(
+        np.median([f.received for f, _, _, _ in failed])
+    ):
+        return None
+    names = sorted({r.name for r in others})
+    ev = {
+        "compared_frames": judged,
+        "mismatched_frames": len(failed),
+        "median_similarity_there": round(float(np.median([s for _, _, s, _ in failed])), 3),
+        "median_bar_elsewhere": round(float(np.median([b for _, _, _, b in failed])), 3),
+        "other_devices": names[:10],
+        "examples": [
+            {"frame": f.id, "other_frame": r.id, "similarity": round(s, 3), "bar": round(b, 3)}
+            for f, r, s, b in failed[:5]
+        ],
+    }
+    return Flag(
+        Check.PLACE_MISMATCH,
+        0.8,
+        f"{len(failed)} of {judged} pictures look no more like the places they claim, as"
+        f" {', '.join(names[:3])}{' ...' if len(names) > 3 else ''} saw them, than like"
+        " other places",
+        ev,
+    )
 
 
 def _around(t: float, dt: float) -> tuple[object, object]:

@@ -199,3 +199,75 @@ def test_the_place_descriptor_tells_a_nearby_view_of_one_place_from_another_plac
     assert len(d_here) == 756
     # a view 2 m on scores ~0.8, another place ~0.3 (measured over world strips 31-36)
     assert place_similarity(d_here, d_near) > 0.7 > 0.5 > place_similarity(d_here, d_there)
+
+
+def test_pictures_of_somewhere_else_under_another_devices_old_track_are_a_place_mismatch(
+    tmp_path: Path,
+) -> None:
+    """dev-victim drives 30 frames north; dev-again drives the same road later (views 2 m on,
+    through another camera); dev-far drives elsewhere (what other places look like);
+    20 minutes after the victim, dev-thief claims the victim's positions with pictures of
+    another place: no shared moment, real speeds, a real road."""
+    store = LocalObjectStore(tmp_path / "images")
+    intake = Ingest(store)
+    keys = _registered("dev-victim", "dev-again", "dev-far", "dev-thief")
+    here, far, there = world_strip(41), world_strip(42), world_strip(43)
+    t0 = int((time.time() - 3_000) * 1e6)
+
+    # the same place at another moment: its layout under other traffic and light (a blend
+    # with another strip: detail correlation 0.82, under a copy's 0.9; place similarity 0.66
+    # against 0.44 for another place)
+    again = cv2.addWeighted(here, 0.6, world_strip(44), 0.4, 0)
+    for i in range(30):
+        north = i * STEP_M
+        args = {"seq": i + 1, "north_m": north}
+        _send(
+            intake,
+            keys["dev-victim"],
+            "dev-victim",
+            t0 + i * 1_000_000,
+            encode_jpeg(crop(here, north * 6.0)),
+            **args,
+        )  # type: ignore[arg-type]
+        _send(
+            intake,
+            keys["dev-again"],
+            "dev-again",
+            t0 + (600 + i) * 1_000_000,
+            encode_jpeg(crop(again, north * 6.0 + 12)),
+            **args,
+        )  # type: ignore[arg-type]
+        _send(
+            intake,
+            keys["dev-thief"],
+            "dev-thief",
+            t0 + (1_200 + i) * 1_000_000,
+            encode_jpeg(crop(there, north * 6.0 + 3000)),
+            **args,
+        )  # type: ignore[arg-type]
+    for i in range(40):
+        _send(
+            intake,
+            keys["dev-far"],
+            "dev-far",
+            t0 + i * 1_000_000,
+            encode_jpeg(crop(far, i * 150.0)),
+            seq=i + 1,
+            north_m=i * STEP_M,
+            east_m=1_500.0,
+        )
+
+    report = Auditor(store).run()
+
+    thief = _flags("dev-thief", Check.PLACE_MISMATCH)
+    assert all(f is not None for f in thief)
+    ev = thief[0]["evidence"]  # type: ignore[index]
+    assert ev["mismatched_frames"] > 0.5 * ev["compared_frames"] >= 15 / 2  # type: ignore[index,operator]
+    assert "dev-victim" in ev["other_devices"]  # type: ignore[index,operator]
+    assert report.by_check[Check.PLACE_MISMATCH] == 30
+    assert not any(_flags("dev-thief", Check.SHARED_TRACK))  # not at the victim's moments
+    assert "dev-again" in ev["other_devices"]  # type: ignore[index,operator]
+    for honest in ("dev-victim", "dev-again", "dev-far"):
+        assert not Frame.objects.filter(
+            device__device_id=honest, state=Frame.State.FLAGGED
+        ).exists(), honest
