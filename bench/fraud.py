@@ -188,7 +188,12 @@ def ensure_fleet(
 
 
 # -- 2. what each device publishes ------------------------------------------------------------
-VICTIM_ROLES = {"duplicate_farmer": "original", "shifted_copy": "original", "track_thief": "victim"}
+VICTIM_ROLES = {
+    "duplicate_farmer": "original",
+    "shifted_copy": "original",
+    "track_thief": "victim",
+    "late_track_thief": "victim",
+}
 
 
 def _is_victim(role: str, detail: str) -> bool:

@@ -36,13 +36,16 @@ ADVERSARY_KINDS = (
     "shifted_track",
     "shifted_copy",
     "track_thief",
+    "late_track_thief",
 )
 PAIRED = {  # kinds that take two devices: (the other device's detail, this one's)
     "duplicate_farmer": ("original", "copy"),
     "cloned_key": ("original", "clone"),
     "shifted_copy": ("original", "copy"),
     "track_thief": ("victim", "thief"),
+    "late_track_thief": ("victim", "thief"),
 }
+LATE_THIEF_S = 90.0  # how long after the victim drove it the late thief claims its track
 # offsets (m) the shifted-track kinds draw from (by the fleet's seed) unless one is named,
 # as in `shifted_track@200`
 SHIFT_OFFSETS_M = (30.0, 50.0, 100.0, 200.0, 500.0)
@@ -58,6 +61,7 @@ ROLE_NOTES = {
     "shifted_track": "uploads its own real drive with every fix moved by one constant offset (detail: metres): plausible speeds, no jumps, cells it never drove",
     "shifted_copy": "a pair: the copy uploads the original's pictures (altered like a duplicate farmer's) under a track shifted by a constant offset (detail of the copy: copy@metres)",
     "track_thief": "a pair: the thief uploads its own real pictures under the victim's real GNSS track, live (where the victim is at each moment: a drivable route somewhere else, at plausible speeds)",
+    "late_track_thief": "a pair: the thief uploads its own real pictures under the victim's real GNSS track 90 s after the victim drove it (never where the victim is at the same moment): a real, drivable track whose places the victim's pictures show and the thief's do not",
 }
 
 
@@ -234,6 +238,11 @@ def plan_fleet(
                 victim = plan.devices[int(other)].spec
                 assert d.spec is not None and victim is not None
                 d.spec = replace(d.spec, track_of=victim, start_utc=victim.start_utc)
+            if role == "late_track_thief" and what == "thief":
+                victim = plan.devices[int(other)].spec
+                assert d.spec is not None and victim is not None
+                late = victim.start_utc + timedelta(seconds=LATE_THIEF_S)
+                d.spec = replace(d.spec, track_of=victim, start_utc=late)
     for d in plan.devices:
         if d.role == "cloned_key" and d.detail == "clone":
             d.device_id = next(o.device_id for o in plan.devices if o.dir == d.pair)
