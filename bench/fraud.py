@@ -113,7 +113,7 @@ class _NoDetector:
 # -- 1. the fleet ------------------------------------------------------------------------------
 ADVERSARIES = (
     "gnss_spoofer,replayer,duplicate_farmer,stationary_farmer,loop_camper,cloned_key,bad_camera,"
-    "shifted_track@{shift},shifted_copy@{copy_shift},track_thief"
+    "shifted_track@{shift},shifted_copy@{copy_shift},track_thief,late_track_thief"
 )
 
 
