@@ -141,6 +141,7 @@ class FraudPolicy:
     place_else_m: float = 300.0
     place_else_around_m: float = 3_000.0
     place_else_sample: int = 256
+    place_else_pool: int = 20_000  # ... drawn from the newest this many there
     place_else_min: int = 30
     place_else_quantile: float = 0.9
     # ... and a trip with this many such frames, more than this share of them failing, is
