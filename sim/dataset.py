@@ -265,7 +265,7 @@ def write_dataset(
         for a in args:
             bar.update(_dataset_chunk(a))
     else:
-        with mp.get_context("fork").Pool(workers) as pool:
+        with mp.get_context("forkserver").Pool(workers) as pool:  # see sim.fleet.run_fleet
             for n in pool.imap_unordered(_dataset_chunk, args):
                 bar.update(n)
     bar.close()

@@ -318,7 +318,9 @@ def run_fleet(
     jobs.sort(key=lambda j: j[2] is None)
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     t0 = time.time()
-    ctxm = mp.get_context("fork")
+    # a fresh process serves the workers: a fork of this one would inherit whatever locks its
+    # threads (a test's database, OpenCV's pool) held at that moment, and can hang on them
+    ctxm = mp.get_context("forkserver")
     q = ctxm.Queue()
     bar = tqdm(total=total, unit="frame", desc="sim fleet", disable=not show_progress)
     with ctxm.Pool(workers, initializer=_init_worker, initargs=(q,)) as pool:
