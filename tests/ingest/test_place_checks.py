@@ -220,31 +220,15 @@ def test_pictures_of_somewhere_else_under_another_devices_old_track_are_a_place_
     again = cv2.addWeighted(here, 0.6, world_strip(44), 0.4, 0)
     for i in range(30):
         north = i * STEP_M
-        args = {"seq": i + 1, "north_m": north}
-        _send(
-            intake,
-            keys["dev-victim"],
-            "dev-victim",
-            t0 + i * 1_000_000,
-            encode_jpeg(crop(here, north * 6.0)),
-            **args,
-        )  # type: ignore[arg-type]
-        _send(
-            intake,
-            keys["dev-again"],
-            "dev-again",
-            t0 + (600 + i) * 1_000_000,
-            encode_jpeg(crop(again, north * 6.0 + 12)),
-            **args,
-        )  # type: ignore[arg-type]
-        _send(
-            intake,
-            keys["dev-thief"],
-            "dev-thief",
-            t0 + (1_200 + i) * 1_000_000,
-            encode_jpeg(crop(there, north * 6.0 + 3000)),
-            **args,
-        )  # type: ignore[arg-type]
+        # (device, seconds after the victim, what its pictures show, how far along the strip)
+        for dev, after_s, strip, px in (
+            ("dev-victim", 0, here, 0.0),
+            ("dev-again", 600, again, 12.0),
+            ("dev-thief", 1_200, there, 3000.0),
+        ):
+            jpeg = encode_jpeg(crop(strip, north * 6.0 + px))
+            t = t0 + (after_s + i) * 1_000_000
+            _send(intake, keys[dev], dev, t, jpeg, seq=i + 1, north_m=north)
     for i in range(40):
         _send(
             intake,
