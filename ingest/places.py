@@ -7,10 +7,12 @@ image-check job on its one decode), so pictures are compared without decoding ag
 * `shared_track`: a device that claims another device's track. Two cars cannot be at the
   same spot at the same instant: a device whose frames claim, again and again, within
   `shared_track_m` of where another device's frames put it at the same moment (its track
-  interpolated to the frame's time) reports a track that is not its own, unless the two
-  pictures show the same place (then they are copies of one picture: `duplicate_drive`
-  decides). Who copied whom: a track can only be copied once it exists, so the device
-  whose frames reached the server later is the one that took it, as for copied pictures.
+  interpolated to the frame's time) reports a track that is not its own, unless the
+  pictures are copies of one picture (median place similarity `shared_track_max_similarity`
+  or more: `duplicate_drive` decides) or show one place, more alike than other places are
+  (the `place_mismatch` bar: two cars side by side in adjacent lanes). Who copied whom: a
+  track can only be copied once it exists, so the device whose frames reached the server
+  later is the one that took it, as for copied pictures.
   Every frame of its trips holding such frames is flagged, with the other device, the
   frames, the distances and the place similarity of the pairs as evidence.
 * `place_mismatch`: pictures that do not show the places they claim, at any time. Each
@@ -122,6 +124,8 @@ def find_shared_tracks(frame_ids: list[int], pol: FraudPolicy) -> dict[int, Flag
             (da, db),
             key=lambda d: float(np.median([f.received for f in side[d]])) if side[d] else 0.0,
         )
+        if _alike_there(found, late, pol):
+            continue  # two cars side by side (adjacent lanes): both see the same place
         other = db if late == da else da
         name = next((f.name for f in side[other]), str(other))
         ev = {
@@ -294,6 +298,36 @@ def _place_mismatch(device: int, trip: list[_F], pol: FraudPolicy) -> Flag | Non
         " other places",
         ev,
     )
+
+
+def _alike_there(found: list[tuple[_F, _F, float]], late: int, pol: FraudPolicy) -> bool:
+    """Whether the two devices' pictures at their shared moments show one place: more than
+    half of the pairs more alike than the late device's picture is to all but the top
+    `1 - place_else_quantile` of a sample of other places (the `place_mismatch` bar). Two
+    cars in adjacent lanes, 3 m apart for a few hundred metres, pass; a thief's pictures
+    of somewhere else do not."""
+    pairs = [(f, o) if f.device == late else (o, f) for f, o, _ in found]
+    pairs = [(a, b) for a, b in pairs if a.desc is not None and b.desc is not None]
+    if not pairs:
+        return False
+    mine = [a for a, _ in pairs]
+    around = _sample_around(late, mine, pol)
+    if len(around) < pol.place_else_min:
+        return False
+    va = place_vectors([a.desc for a, _ in pairs if a.desc is not None])
+    vb = place_vectors([b.desc for _, b in pairs if b.desc is not None])
+    av = place_vectors([f.desc for f in around if f.desc is not None])
+    lat0, lon0 = mine[0].lat, mine[0].lon
+    xy, axy = _metres(mine, lat0, lon0), _metres(around, lat0, lon0)
+    alike = judged = 0
+    for k in range(len(pairs)):
+        far = np.hypot(*(axy - xy[k]).T) > pol.place_else_m
+        if int(far.sum()) < pol.place_else_min:
+            continue
+        judged += 1
+        bar = float(np.quantile(av[far] @ va[k], pol.place_else_quantile))
+        alike += int(float(va[k] @ vb[k]) > bar)
+    return judged > 0 and alike > judged / 2
 
 
 def _around(t: float, dt: float) -> tuple[object, object]:

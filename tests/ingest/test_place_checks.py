@@ -229,17 +229,7 @@ def test_pictures_of_somewhere_else_under_another_devices_old_track_are_a_place_
             jpeg = encode_jpeg(crop(strip, north * 6.0 + px))
             t = t0 + (after_s + i) * 1_000_000
             _send(intake, keys[dev], dev, t, jpeg, seq=i + 1, north_m=north)
-    for i in range(40):
-        _send(
-            intake,
-            keys["dev-far"],
-            "dev-far",
-            t0 + i * 1_000_000,
-            encode_jpeg(crop(far, i * 150.0)),
-            seq=i + 1,
-            north_m=i * STEP_M,
-            east_m=1_500.0,
-        )
+    _far_drive(intake, keys, t0, far)
 
     report = Auditor(store).run()
 
@@ -255,3 +245,45 @@ def test_pictures_of_somewhere_else_under_another_devices_old_track_are_a_place_
         assert not Frame.objects.filter(
             device__device_id=honest, state=Frame.State.FLAGGED
         ).exists(), honest
+
+
+def _far_drive(intake: Ingest, keys: dict, t0: int, strip: np.ndarray) -> None:  # type: ignore[type-arg]
+    """dev-far: 40 frames 1.5 km east, what other places look like to the place checks."""
+    for i in range(40):
+        jpeg = encode_jpeg(crop(strip, i * 150.0))
+        t = t0 + i * 1_000_000
+        _send(
+            intake,
+            keys["dev-far"],
+            "dev-far",
+            t,
+            jpeg,
+            seq=i + 1,
+            north_m=i * STEP_M,
+            east_m=1_500.0,
+        )
+
+
+def test_two_cars_side_by_side_see_one_place_and_share_no_track(tmp_path: Path) -> None:
+    """dev-beside drives in the next lane, 3 m east of dev-victim, at its moments: the same
+    place through another camera (a blend with another strip: place similarity ~0.66, under
+    shared_track's copy bar of 0.8, but well above what other places score)."""
+    store = LocalObjectStore(tmp_path / "images")
+    intake = Ingest(store)
+    keys = _registered("dev-victim", "dev-beside", "dev-far")
+    here = world_strip(41)
+    beside = cv2.addWeighted(here, 0.6, world_strip(44), 0.4, 0)
+    t0 = int((time.time() - 3_000) * 1e6)
+    for i in range(30):
+        north = i * STEP_M
+        for dev, strip, east in (("dev-victim", here, 0.0), ("dev-beside", beside, 3.0)):
+            jpeg = encode_jpeg(crop(strip, north * 6.0))
+            t = t0 + i * 1_000_000 + (300_000 if east else 0)
+            _send(intake, keys[dev], dev, t, jpeg, seq=i + 1, north_m=north, east_m=east)
+    _far_drive(intake, keys, t0, world_strip(42))
+
+    Auditor(store).run()
+
+    for dev in ("dev-victim", "dev-beside"):
+        assert not any(_flags(dev, Check.SHARED_TRACK)), dev
+        assert not Frame.objects.filter(device__device_id=dev, state=Frame.State.FLAGGED).exists()
