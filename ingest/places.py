@@ -83,14 +83,13 @@ def find_shared_tracks(frame_ids: list[int], pol: FraudPolicy) -> dict[int, Flag
     if not mine:
         return {}
     pairs: dict[tuple[int, int], list[tuple[_F, _F, float]]] = defaultdict(list)
-    dlat = (pol.shared_track_m + 50.0) / 111_000.0
     tracks_of: dict[int, list[_F]] = {}
     for r in mine:
-        dlon = dlat / max(0.1, float(np.cos(np.radians(r.lat))))
+        lat, lon = _box([r], pol.shared_track_m + 50.0)
         others = _rows(
             Frame.objects.filter(
-                lat__range=(r.lat - dlat, r.lat + dlat),
-                lon__range=(r.lon - dlon, r.lon + dlon),
+                lat__range=lat,
+                lon__range=lon,
                 captured_at__range=_around(r.t, pol.shared_track_dt_s),
             ).exclude(device_id=r.device)
         )
@@ -185,10 +184,6 @@ def _known(device: int, lat: tuple[float, float], lon: tuple[float, float]) -> o
     ).exclude(device_id=device)
 
 
-def _known_near(device: int, lat: tuple[float, float], lon: tuple[float, float]) -> list[_F]:
-    return _rows(_known(device, lat, lon))
-
-
 def _sample_around(device: int, trip: list[_F], pol: FraudPolicy) -> list[_F]:
     """Up to `place_else_sample` of the newest `place_else_pool` accepted frames of other
     devices around the trip, drawn at random (seeded by the trip): ids first, so a busy
@@ -220,7 +215,7 @@ def _metres(frames: list[_F], lat0: float, lon0: float) -> np.ndarray:
 
 def _place_mismatch(device: int, trip: list[_F], pol: FraudPolicy) -> Flag | None:
     """One trip: do its pictures look like the places it claims, as other devices saw them?"""
-    refs = _known_near(device, *_box(trip, pol.place_radius_m))
+    refs = _rows(_known(device, *_box(trip, pol.place_radius_m)))
     if len(refs) < pol.place_min_frames:
         return None
     lat0, lon0 = trip[0].lat, trip[0].lon
@@ -250,23 +245,17 @@ def _place_mismatch(device: int, trip: list[_F], pol: FraudPolicy) -> Flag | Non
         compared.append((f, ref, sim))
     if len(compared) < pol.place_min_frames:
         return None
-    # what pictures of other places look like to these frames: a sample of accepted frames
-    # around the trip, each frame against those far enough from it
-    around = _sample_around(device, trip, pol)
-    if len(around) < pol.place_else_min:
-        return None
-    axy = _metres(around, lat0, lon0)
-    av = place_vectors([f.desc for f in around if f.desc is not None])
     pos = {f.id: k for k, f in enumerate(trip)}
+    rows = [pos[f.id] for f, _, _ in compared]
+    bars = _else_bars(device, trip, rows, v, pol)
+    if bars is None:
+        return None
     failed: list[tuple[_F, _F, float, float]] = []
     judged = 0
-    for f, ref, sim in compared:
-        k = pos[f.id]
-        far = np.hypot(*(axy - xy[k]).T) > pol.place_else_m
-        if int(far.sum()) < pol.place_else_min:
+    for (f, ref, sim), bar in zip(compared, bars, strict=True):
+        if bar is None:
             continue
         judged += 1
-        bar = float(np.quantile(av[far] @ v[k], pol.place_else_quantile))
         if sim <= bar:
             failed.append((f, ref, sim, bar))
     if judged < pol.place_min_frames or len(failed) <= pol.place_max_mismatch_share * judged:
@@ -311,23 +300,38 @@ def _alike_there(found: list[tuple[_F, _F, float]], late: int, pol: FraudPolicy)
     if not pairs:
         return False
     mine = [a for a, _ in pairs]
-    around = _sample_around(late, mine, pol)
-    if len(around) < pol.place_else_min:
-        return False
     va = place_vectors([a.desc for a, _ in pairs if a.desc is not None])
     vb = place_vectors([b.desc for _, b in pairs if b.desc is not None])
+    bars = _else_bars(late, mine, list(range(len(mine))), va, pol)
+    if bars is None:
+        return False
+    judged = [(k, bar) for k, bar in enumerate(bars) if bar is not None]
+    alike = sum(float(va[k] @ vb[k]) > bar for k, bar in judged)
+    return bool(judged) and alike > len(judged) / 2
+
+
+def _else_bars(
+    device: int, region: list[_F], rows: list[int], vectors: np.ndarray, pol: FraudPolicy
+) -> list[float | None] | None:
+    """What other places look like to the frames `region[k]` for k in `rows` (place vectors
+    `vectors[k]`): each one's `place_else_quantile` of its similarity to a sample of other
+    devices' accepted frames around `region` (`_sample_around`) farther than
+    `place_else_m` from it, the bar its own place must beat. None for a frame with fewer
+    than `place_else_min` such frames; None for all when the sample is that small."""
+    around = _sample_around(device, region, pol)
+    if len(around) < pol.place_else_min:
+        return None
+    lat0, lon0 = region[0].lat, region[0].lon
+    xy, axy = _metres(region, lat0, lon0), _metres(around, lat0, lon0)
     av = place_vectors([f.desc for f in around if f.desc is not None])
-    lat0, lon0 = mine[0].lat, mine[0].lon
-    xy, axy = _metres(mine, lat0, lon0), _metres(around, lat0, lon0)
-    alike = judged = 0
-    for k in range(len(pairs)):
+    bars: list[float | None] = []
+    for k in rows:
         far = np.hypot(*(axy - xy[k]).T) > pol.place_else_m
         if int(far.sum()) < pol.place_else_min:
-            continue
-        judged += 1
-        bar = float(np.quantile(av[far] @ va[k], pol.place_else_quantile))
-        alike += int(float(va[k] @ vb[k]) > bar)
-    return judged > 0 and alike > judged / 2
+            bars.append(None)
+        else:
+            bars.append(float(np.quantile(av[far] @ vectors[k], pol.place_else_quantile)))
+    return bars
 
 
 def _around(t: float, dt: float) -> tuple[object, object]:

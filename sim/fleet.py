@@ -233,16 +233,13 @@ def plan_fleet(
             d = plan.devices[i]
             d.detail = what if i not in shift_of else f"{what}@{shift_of[i]:g}"
             d.pair = plan.devices[int(other)].dir
-            if role == "track_thief" and what == "thief":
-                # live: at every moment it claims where the victim is at that moment
+            if role in ("track_thief", "late_track_thief") and what == "thief":
+                # live: at every moment it claims where the victim is at that moment; late:
+                # where the victim was LATE_THIEF_S before
                 victim = plan.devices[int(other)].spec
                 assert d.spec is not None and victim is not None
-                d.spec = replace(d.spec, track_of=victim, start_utc=victim.start_utc)
-            if role == "late_track_thief" and what == "thief":
-                victim = plan.devices[int(other)].spec
-                assert d.spec is not None and victim is not None
-                late = victim.start_utc + timedelta(seconds=LATE_THIEF_S)
-                d.spec = replace(d.spec, track_of=victim, start_utc=late)
+                lag = timedelta(seconds=LATE_THIEF_S if role == "late_track_thief" else 0.0)
+                d.spec = replace(d.spec, track_of=victim, start_utc=victim.start_utc + lag)
     for d in plan.devices:
         if d.role == "cloned_key" and d.detail == "clone":
             d.device_id = next(o.device_id for o in plan.devices if o.dir == d.pair)
