@@ -218,14 +218,15 @@ def test_pictures_of_somewhere_else_under_another_devices_old_track_are_a_place_
     # with another strip: detail correlation 0.82, under a copy's 0.9; place similarity 0.66
     # against 0.44 for another place)
     again = cv2.addWeighted(here, 0.6, world_strip(44), 0.4, 0)
-    for i in range(30):
-        north = i * STEP_M
-        # (device, seconds after the victim, what its pictures show, how far along the strip)
-        for dev, after_s, strip, px in (
-            ("dev-victim", 0, here, 0.0),
-            ("dev-again", 600, again, 12.0),
-            ("dev-thief", 1_200, there, 3000.0),
-        ):
+    # (device, seconds after the victim, what its pictures show, how far along the strip),
+    # each drive sent as it is driven: the thief's frames reach the server last
+    for dev, after_s, strip, px in (
+        ("dev-victim", 0, here, 0.0),
+        ("dev-again", 600, again, 12.0),
+        ("dev-thief", 1_200, there, 3000.0),
+    ):
+        for i in range(30):
+            north = i * STEP_M
             jpeg = encode_jpeg(crop(strip, north * 6.0 + px))
             t = t0 + (after_s + i) * 1_000_000
             _send(intake, keys[dev], dev, t, jpeg, seq=i + 1, north_m=north)
